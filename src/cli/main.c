@@ -1,0 +1,261 @@
+/* main.c: the `tern` command line.
+ *
+ *   tern vm run --kernel IMAGE [--initrd FILE] [--cmdline TEXT] [--memory SIZE]
+ *               [--cpus N] [--console SPEC] [--serial1 SPEC] [--api-socket PATH]
+ *   tern vm status|pause|resume|stop --api-socket PATH
+ *
+ * The only place that prints usage and decides the process exit status. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+
+#include <jansson.h>
+
+#include "api/api_client.h"
+#include "machine/vm.h"
+#include "util/log.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: tern vm run --kernel IMAGE [options]\n"
+		"       tern vm status|pause|resume|stop --api-socket PATH\n"
+		"\n"
+		"vm run options:\n"
+		"  --kernel IMAGE      RISC-V Linux kernel Image (required)\n"
+		"  --initrd FILE       initial ramdisk\n"
+		"  --cmdline TEXT      kernel command line\n"
+		"  --memory SIZE       guest RAM, e.g. 256M or 2G (default 256M)\n"
+		"  --cpus N            harts, 1 to %d (default 1)\n"
+		"  --console SPEC      ttyS0: stdio, file:PATH, unix:PATH or none (default stdio)\n"
+		"  --serial1 SPEC      ttyS1, same forms (default none)\n"
+		"  --api-socket PATH   serve the control API on this unix socket\n"
+		"  --log-level LEVEL   error, warning, info or debug (default info)\n"
+		"\n"
+		"exit status of vm run: 0 guest powered off or stopped by the API, 1 error,\n"
+		"2 bad command line, 3 guest asked to reboot, 4 guest reported a failure,\n"
+		"128+N stopped by signal N\n",
+		VM_MAX_CPUS);
+}
+
+/* "256M", "2G", "1048576K", "512" (MiB when no suffix). */
+static int parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (errno || end == text || text[0] == '-')
+		return -1;
+	uint64_t unit = 1ull << 20;
+	if (*end) {
+		switch (*end) {
+		case 'k': case 'K': unit = 1ull << 10; break;
+		case 'm': case 'M': unit = 1ull << 20; break;
+		case 'g': case 'G': unit = 1ull << 30; break;
+		default: return -1;
+		}
+		if (end[1] && !(end[1] == 'i' && (end[2] == 'B' || end[2] == 'b') && !end[3]) &&
+		    !((end[1] == 'B' || end[1] == 'b') && !end[2]))
+			return -1;
+	}
+	if (v > UINT64_MAX / unit)
+		return -1;
+	*out = v * unit;
+	return 0;
+}
+
+static int parse_uint(const char *text, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v < 0 || v > 1000000)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int set_log_level(const char *name)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	for (int i = 0; i < 4; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			log_set_level((enum log_level)i);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "tern: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nRun 'tern help' for usage.\n");
+	return VM_EXIT_USAGE;
+}
+
+static int check_memory(uint64_t memory)
+{
+	if (memory < VM_MIN_MEMORY || memory % GUEST_PAGE_SIZE) {
+		fprintf(stderr, "tern: --memory %" PRIu64 " MiB is not usable: give at least %llu MiB, "
+			"in whole 4 KiB pages\n", memory >> 20, VM_MIN_MEMORY >> 20);
+		return -1;
+	}
+	struct sysinfo si;
+	if (sysinfo(&si) == 0) {
+		uint64_t host = (uint64_t)si.totalram * si.mem_unit;
+		if (memory > host) {
+			fprintf(stderr, "tern: --memory %" PRIu64 " MiB is more than this host has (%"
+				PRIu64 " MiB)\n", memory >> 20, host >> 20);
+			return -1;
+		}
+	}
+	if (memory > VM_MAX_MEMORY) {
+		fprintf(stderr, "tern: --memory %" PRIu64 " MiB exceeds tern's limit of %llu MiB\n",
+			memory >> 20, VM_MAX_MEMORY >> 20);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_vm_run(int argc, char **argv)
+{
+	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
+	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP };
+	static const struct option options[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "serial1", required_argument, NULL, OPT_SERIAL1 },
+		{ "api-socket", required_argument, NULL, OPT_API },
+		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ 0 },
+	};
+	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
+
+	opterr = 0;
+	optind = 1;
+	int opt;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_KERNEL: cfg.kernel = optarg; break;
+		case OPT_INITRD: cfg.initrd = optarg; break;
+		case OPT_CMDLINE: cfg.cmdline = optarg; break;
+		case OPT_MEMORY:
+			if (parse_size(optarg, &cfg.memory))
+				return usage_error("--memory: \"%s\" is not a size like 256M or 2G", optarg);
+			break;
+		case OPT_CPUS:
+			if (parse_uint(optarg, &cfg.cpus))
+				return usage_error("--cpus: \"%s\" is not a number", optarg);
+			break;
+		case OPT_CONSOLE: cfg.console = optarg; break;
+		case OPT_SERIAL1: cfg.serial1 = optarg; break;
+		case OPT_API: cfg.api_socket = optarg; break;
+		case OPT_LOG:
+			if (set_log_level(optarg))
+				return usage_error("--log-level: unknown level \"%s\"", optarg);
+			break;
+		case OPT_HELP:
+			usage(stdout);
+			return 0;
+		case ':':
+			return usage_error("option %s needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (!cfg.kernel)
+		return usage_error("%s", "vm run needs --kernel IMAGE");
+	if (cfg.cpus == 0 || cfg.cpus > VM_MAX_CPUS) {
+		fprintf(stderr, "tern: --cpus %u is out of range: tern supports 1 to %d harts\n",
+			cfg.cpus, VM_MAX_CPUS);
+		return VM_EXIT_USAGE;
+	}
+	if (check_memory(cfg.memory))
+		return VM_EXIT_USAGE;
+
+	struct error err = { 0 };
+	struct vm *vm;
+	if (vm_create(&vm, &cfg, &err) < 0) {
+		fprintf(stderr, "tern: %s\n", err.msg);
+		return VM_EXIT_ERROR;
+	}
+	int status = vm_run(vm);
+	vm_destroy(vm);
+	return status;
+}
+
+static int cmd_vm_control(const char *command, int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "api-socket", required_argument, NULL, 'a' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ 0 },
+	};
+	const char *path = NULL;
+	unsigned timeout_s = 30;
+	opterr = 0;
+	optind = 1;
+	int opt;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case 'a': path = optarg; break;
+		case 't':
+			if (parse_uint(optarg, &timeout_s))
+				return usage_error("--timeout: \"%s\" is not a number of seconds", optarg);
+			break;
+		case ':':
+			return usage_error("option %s needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (!path)
+		return usage_error("vm %s needs --api-socket PATH", command);
+
+	struct error err = { 0 };
+	json_t *result = NULL;
+	if (api_call(path, command, NULL, (int)timeout_s * 1000, &result, &err) < 0) {
+		fprintf(stderr, "tern: %s: %s\n", command, err.msg);
+		return VM_EXIT_ERROR;
+	}
+	if (result) {
+		char *text = json_dumps(result, JSON_INDENT(2) | JSON_SORT_KEYS);
+		if (text)
+			printf("%s\n", text);
+		free(text);
+		json_decref(result);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? VM_EXIT_USAGE : 0;
+	}
+	if (strcmp(argv[1], "vm") != 0 || argc < 3)
+		return usage_error("unknown command \"%s\"", argv[1]);
+	const char *sub = argv[2];
+	if (strcmp(sub, "run") == 0)
+		return cmd_vm_run(argc - 2, argv + 2);
+	if (strcmp(sub, "status") == 0 || strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0 ||
+	    strcmp(sub, "stop") == 0)
+		return cmd_vm_control(sub, argc - 2, argv + 2);
+	return usage_error("unknown command \"vm %s\"", sub);
+}

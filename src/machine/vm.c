@@ -1,0 +1,323 @@
+/* vm.c: assembling a VM from its configuration, running it, and its life
+ * cycle (pause, resume, stop). Guest time stands still while the VM is
+ * paused, as QEMU's virtual clock does, so that a pause is invisible to
+ * the guest's timers apart from wall-clock time. */
+#include "machine/vm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api_server.h"
+#include "devices/plic.h"
+#include "devices/uart16550.h"
+#include "machine/console.h"
+#include "util/log.h"
+
+int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+uint64_t vm_time_now(const struct vm *vm)
+{
+	int64_t base = __atomic_load_n(&vm->clock_base_ns, __ATOMIC_ACQUIRE);
+	int64_t ns = monotonic_ns() - base;
+	return ns > 0 ? (uint64_t)ns / (1000000000ull / TIMEBASE_HZ) : 0;
+}
+
+static uint64_t env_time_now(void *opaque)
+{
+	return vm_time_now(opaque);
+}
+
+static bool env_mmio_read(void *opaque, uint64_t paddr, unsigned size, uint64_t *value)
+{
+	struct vm *vm = opaque;
+	return bus_read(&vm->bus, paddr, size, value);
+}
+
+static bool env_mmio_write(void *opaque, uint64_t paddr, unsigned size, uint64_t value)
+{
+	struct vm *vm = opaque;
+	return bus_write(&vm->bus, paddr, size, value);
+}
+
+static void plic_notify(void *opaque, unsigned context, bool level)
+{
+	struct vm *vm = opaque;
+	if (context < vm->num_harts)
+		hart_set_irq(&vm->harts[context], RV_MIP_SEIP, level);
+}
+
+const char *vm_state_name(enum vm_state state)
+{
+	switch (state) {
+	case VM_RUNNING: return "running";
+	case VM_PAUSED: return "paused";
+	case VM_STOPPING: return "stopping";
+	}
+	return "unknown";
+}
+
+static int create_devices(struct vm *vm, struct error *err)
+{
+	vm->plic = plic_create("plic@c000000", MEMMAP_PLIC_BASE, PLIC_SOURCES, vm->num_harts,
+			       plic_notify, vm, err);
+	if (!vm->plic)
+		return -(err->code ? err->code : EINVAL);
+	int rc = bus_add(&vm->bus, plic_device(vm->plic), err);
+	if (rc)
+		return rc;
+
+	static const struct {
+		uint64_t base;
+		unsigned irq;
+		const char *id, *what;
+	} uarts[2] = {
+		{ MEMMAP_UART0_BASE, IRQ_UART0, "uart@10000000", "console (ttyS0)" },
+		{ MEMMAP_UART1_BASE, IRQ_UART1, "uart@10000100", "serial port ttyS1" },
+	};
+	const char *specs[2] = { vm->config.console ? vm->config.console : "stdio",
+				 vm->config.serial1 ? vm->config.serial1 : "none" };
+	for (unsigned i = 0; i < 2; i++) {
+		rc = console_open(&vm->console[i], specs[i], uarts[i].what, err);
+		if (rc)
+			return rc;
+		vm->uart[i] = uart16550_create(uarts[i].id, uarts[i].base,
+					       plic_irq_line(vm->plic, uarts[i].irq),
+					       console_sink(vm->console[i]), err);
+		if (!vm->uart[i])
+			return -(err->code ? err->code : EINVAL);
+		rc = bus_add(&vm->bus, uart16550_device(vm->uart[i]), err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int vm_create(struct vm **out, const struct vm_config *config, struct error *err)
+{
+	*out = NULL;
+	if (config->cpus == 0 || config->cpus > VM_MAX_CPUS)
+		return error_set(err, EINVAL, "--cpus %u is out of range: tern supports 1 to %d harts",
+				 config->cpus, VM_MAX_CPUS);
+
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return error_set(err, ENOMEM, "cannot allocate the VM");
+	vm->config = *config;
+	vm->num_harts = config->cpus;
+	vm->exit_status = VM_EXIT_POWEROFF;
+	vm->state = VM_RUNNING;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->changed, NULL);
+	vm->clock_base_ns = monotonic_ns();
+	vm->started_ns = vm->clock_base_ns;
+
+	int rc = guest_ram_init(&vm->ram, MEMMAP_RAM_BASE, config->memory, err);
+	if (rc)
+		goto fail;
+
+	vm->cpu_env = (struct cpu_env){
+		.ram = &vm->ram,
+		.opaque = vm,
+		.mmio_read = env_mmio_read,
+		.mmio_write = env_mmio_write,
+		.sbi_call = sbi_handle_ecall,
+		.time_now = env_time_now,
+	};
+	for (unsigned i = 0; i < vm->num_harts; i++) {
+		struct hart *h = &vm->harts[i];
+		h->vm = vm;
+		h->id = i;
+		h->cpu = rv64_interp_create(&vm->cpu_env, i);
+		if (!h->cpu) {
+			rc = error_set(err, ENOMEM, "cannot create hart %u", i);
+			goto fail;
+		}
+	}
+
+	rc = create_devices(vm, err);
+	if (rc)
+		goto fail;
+	rc = vm_load_boot_images(vm, err);
+	if (rc)
+		goto fail;
+	if (config->api_socket) {
+		rc = vm_api_start(vm, config->api_socket, err);
+		if (rc)
+			goto fail;
+	}
+	*out = vm;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return rc;
+}
+
+void vm_request_stop(struct vm *vm, int exit_status)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STOPPING) {
+		vm->state = VM_STOPPING;
+		vm->exit_status = exit_status;
+	}
+	for (unsigned i = 0; i < vm->num_harts; i++) {
+		if (vm->harts[i].cpu)
+			cpu_kick(vm->harts[i].cpu);
+		if (vm->harts[i].thread_started)
+			pthread_cond_signal(&vm->harts[i].wake);
+	}
+	pthread_cond_broadcast(&vm->changed);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_pause(struct vm *vm, struct error *err)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_RUNNING) {
+		enum vm_state st = vm->state;
+		pthread_mutex_unlock(&vm->lock);
+		return error_set(err, EBUSY, "the VM is %s, not running", vm_state_name(st));
+	}
+	vm->pause_requested = true;
+	for (unsigned i = 0; i < vm->num_harts; i++) {
+		cpu_kick(vm->harts[i].cpu);
+		pthread_cond_signal(&vm->harts[i].wake);
+	}
+	for (;;) {
+		bool all = true;
+		for (unsigned i = 0; i < vm->num_harts; i++)
+			all &= vm->harts[i].paused;
+		if (all || vm->state == VM_STOPPING)
+			break;
+		pthread_cond_wait(&vm->changed, &vm->lock);
+	}
+	if (vm->state == VM_STOPPING) {
+		pthread_mutex_unlock(&vm->lock);
+		return error_set(err, ECANCELED, "the VM stopped while pausing");
+	}
+	vm->state = VM_PAUSED;
+	vm->paused_at_ns = monotonic_ns();
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm, struct error *err)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_PAUSED) {
+		enum vm_state st = vm->state;
+		pthread_mutex_unlock(&vm->lock);
+		return error_set(err, EBUSY, "the VM is %s, not paused", vm_state_name(st));
+	}
+	/* Move the clock's origin forward by the time spent paused. */
+	int64_t paused_for = monotonic_ns() - vm->paused_at_ns;
+	__atomic_store_n(&vm->clock_base_ns, vm->clock_base_ns + paused_for, __ATOMIC_RELEASE);
+	vm->pause_requested = false;
+	vm->state = VM_RUNNING;
+	for (unsigned i = 0; i < vm->num_harts; i++)
+		pthread_cond_signal(&vm->harts[i].wake);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* Turns SIGINT/SIGTERM/SIGHUP into an orderly stop. */
+static void *signal_thread(void *arg)
+{
+	struct vm *vm = arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	int sig = 0;
+	if (sigwait(&set, &sig) == 0 && sig != SIGUSR1) {
+		log_info("stopping on signal %d", sig);
+		vm_request_stop(vm, VM_EXIT_SIGNAL_BASE + sig);
+	}
+	return NULL;
+}
+
+int vm_run(struct vm *vm)
+{
+	struct error err = { 0 };
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	/* Every thread created from here on inherits the mask, so only the
+	 * signal thread receives them. */
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	pthread_t sig_thread;
+	int rc = pthread_create(&sig_thread, NULL, signal_thread, vm);
+	if (rc) {
+		log_error("cannot start the signal thread: %s", strerror(rc));
+		return VM_EXIT_ERROR;
+	}
+
+	for (unsigned i = 0; i < 2; i++) {
+		if (console_start_input(vm->console[i], vm->uart[i], &err) < 0) {
+			log_error("%s", err.msg);
+			vm_request_stop(vm, VM_EXIT_ERROR);
+		}
+	}
+	for (unsigned i = 0; i < vm->num_harts; i++) {
+		if (hart_start_thread(&vm->harts[i], &err) < 0) {
+			log_error("%s", err.msg);
+			vm_request_stop(vm, VM_EXIT_ERROR);
+			break;
+		}
+	}
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->state != VM_STOPPING)
+		pthread_cond_wait(&vm->changed, &vm->lock);
+	int status = vm->exit_status;
+	pthread_mutex_unlock(&vm->lock);
+
+	for (unsigned i = 0; i < vm->num_harts; i++) {
+		if (vm->harts[i].thread_started) {
+			pthread_join(vm->harts[i].thread, NULL);
+			vm->harts[i].thread_started = false;
+			pthread_cond_destroy(&vm->harts[i].wake);
+		}
+	}
+	pthread_kill(sig_thread, SIGUSR1);
+	pthread_join(sig_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->api)
+		api_server_destroy(vm->api);
+	for (unsigned i = 0; i < 2; i++) {
+		if (vm->console[i])
+			console_close(vm->console[i]);
+	}
+	for (unsigned i = 0; i < vm->bus.count; i++) {
+		struct device *dev = vm->bus.devices[i];
+		if (dev->ops->destroy)
+			dev->ops->destroy(dev);
+	}
+	for (unsigned i = 0; i < vm->num_harts; i++)
+		if (vm->harts[i].cpu)
+			cpu_destroy(vm->harts[i].cpu);
+	guest_ram_destroy(&vm->ram);
+	pthread_cond_destroy(&vm->changed);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}

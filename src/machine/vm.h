@@ -1,0 +1,129 @@
+/* vm.h: one virtual machine: its RAM, devices, harts and life cycle.
+ *
+ * States: RUNNING <-> PAUSED -> STOPPING. A VM stops when the guest asks
+ * (SBI system reset), when the API says stop, or on a signal; vm_run()
+ * then returns the process exit status (see docs/api.md, "Exit status"). */
+#ifndef TERN_MACHINE_VM_H
+#define TERN_MACHINE_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpu/cpu.h"
+#include "devices/bus.h"
+#include "machine/memmap.h"
+#include "mem/guest_ram.h"
+#include "util/error.h"
+
+struct console;
+struct plic;
+struct uart16550;
+struct api_server;
+
+/* Process exit statuses of `tern vm run`. */
+enum vm_exit_status {
+	VM_EXIT_POWEROFF = 0,      /* guest shut down, or stopped through the API */
+	VM_EXIT_ERROR = 1,         /* tern failed */
+	VM_EXIT_USAGE = 2,         /* bad command line */
+	VM_EXIT_REBOOT = 3,        /* guest asked for a reboot */
+	VM_EXIT_GUEST_FAILURE = 4, /* guest reported a system failure on reset */
+	VM_EXIT_SIGNAL_BASE = 128, /* + signal number, like a shell */
+};
+
+struct vm_config {
+	const char *kernel;
+	const char *initrd;          /* may be NULL */
+	const char *cmdline;         /* may be NULL */
+	uint64_t memory;             /* bytes */
+	unsigned cpus;
+	const char *console;         /* ttyS0: "stdio", "file:PATH", "unix:PATH", "none" */
+	const char *serial1;         /* ttyS1, same forms; NULL = "none" */
+	const char *api_socket;      /* may be NULL */
+};
+
+/* SBI hart state management states (SBI spec 2.0, chapter 9). */
+enum hart_hsm {
+	HSM_STARTED = 0,
+	HSM_STOPPED = 1,
+	HSM_START_PENDING = 2,
+	HSM_STOP_PENDING = 3,
+	HSM_SUSPENDED = 4,
+};
+
+enum vm_state { VM_RUNNING, VM_PAUSED, VM_STOPPING };
+
+struct hart {
+	struct vm *vm;
+	struct cpu *cpu;
+	unsigned id;
+	pthread_t thread;
+	bool thread_started;
+	pthread_cond_t wake;         /* signalled on interrupts and requests */
+
+	/* All below are guarded by vm->lock. */
+	enum hart_hsm hsm;
+	uint64_t start_addr, start_arg;
+	bool in_wfi;                 /* waiting for an interrupt */
+	bool paused;                 /* parked at an instruction boundary */
+	unsigned flush_request;      /* CPU_FLUSH_* bits posted by other harts */
+	uint64_t flush_posted, flush_done;
+};
+
+struct vm {
+	struct vm_config config;
+	struct guest_ram ram;
+	struct bus bus;
+	struct plic *plic;
+	struct uart16550 *uart[2];
+	struct console *console[2];
+	struct api_server *api;
+	struct cpu_env cpu_env;
+	struct hart harts[VM_MAX_CPUS];
+	unsigned num_harts;
+
+	pthread_mutex_t lock;
+	pthread_cond_t changed;      /* state, pause acknowledgements, flush completions */
+	enum vm_state state;
+	bool pause_requested;
+	int exit_status;
+
+	/* Guest time: monotonic host time minus the time spent paused. */
+	int64_t clock_base_ns;       /* read by harts without the lock */
+	int64_t paused_at_ns;
+
+	uint64_t kernel_entry, fdt_addr, initrd_start, initrd_end;
+	int64_t started_ns;
+};
+
+int vm_create(struct vm **out, const struct vm_config *config, struct error *err);
+/* Runs until the VM stops; returns the exit status. */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Life cycle, callable from any thread but a hart's. */
+int vm_pause(struct vm *vm, struct error *err);
+int vm_resume(struct vm *vm, struct error *err);
+void vm_request_stop(struct vm *vm, int exit_status);
+const char *vm_state_name(enum vm_state state);
+
+/* Guest time in timebase ticks. */
+uint64_t vm_time_now(const struct vm *vm);
+int64_t monotonic_ns(void);
+
+/* hart.c */
+int hart_start_thread(struct hart *h, struct error *err);
+void hart_set_irq(struct hart *h, uint64_t mip_bits, bool level);
+/* Makes the harts in mask run `what` flushes, and waits until they have. */
+void harts_remote_flush(struct vm *vm, struct hart *self, const bool *targets, unsigned what);
+
+/* sbi.c: the cpu_env.sbi_call hook */
+bool sbi_handle_ecall(void *opaque, struct cpu *cpu);
+
+/* boot.c: loads kernel, initrd and device tree, sets up the boot hart. */
+int vm_load_boot_images(struct vm *vm, struct error *err);
+
+/* vm_api.c */
+int vm_api_start(struct vm *vm, const char *path, struct error *err);
+
+#endif

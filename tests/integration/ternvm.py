@@ -1,0 +1,217 @@
+"""ternvm: drives a real `tern vm run` process for the integration tests.
+
+A Vm owns one tern process, its console (a unix socket, read by a thread
+into a buffer), its second serial port (a file) and its API socket. Tests
+talk to the guest's shell with sh(), which frames each command with a
+unique end marker carrying the exit status.
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TERN_BIN = os.environ.get("TERN_BIN", str(REPO / "build" / "tern"))
+GUEST_DIR = Path(os.environ.get("GUEST_DIR", Path.home() / ".cache" / "tern" / "guest"))
+KERNEL = GUEST_DIR / "Image"
+INITRD = GUEST_DIR / "initrd.img"
+BOOT_TIMEOUT = float(os.environ.get("TERN_BOOT_TIMEOUT", "180"))
+
+
+def guest_images():
+    """The kernel and initrd, or a failure telling how to build them."""
+    for p in (KERNEL, INITRD):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: run `make guest` first")
+    return KERNEL, INITRD
+
+
+class Console:
+    """The guest's ttyS0 over tern's unix-socket console backend."""
+
+    def __init__(self, path, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.buf = bytearray()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._reader, daemon=True)
+        self.thread.start()
+
+    def _reader(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            with self.cond:
+                if not data:
+                    self.closed = True
+                    self.cond.notify_all()
+                    return
+                self.buf += data
+                self.cond.notify_all()
+
+    def text(self):
+        with self.cond:
+            return self.buf.decode("utf-8", "replace")
+
+    def wait_for(self, pattern, timeout=30.0, start=0):
+        """Waits until regex `pattern` appears after offset `start`; returns the match."""
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = rx.search(self.buf, start)
+                if m:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    tail = self.buf[-3000:].decode("utf-8", "replace")
+                    why = "console closed" if self.closed else f"timeout after {timeout}s"
+                    raise TimeoutError(f"{why} waiting for {pattern!r}; console tail:\n{tail}")
+                self.cond.wait(min(left, 0.5))
+
+    def mark(self):
+        with self.cond:
+            return len(self.buf)
+
+    def write(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Vm:
+    def __init__(self, workdir, cpus=1, memory="256M", cmdline="", binary=None,
+                 kernel=None, initrd=None, extra_args=()):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cpus = cpus
+        self.memory = memory
+        self.cmdline = cmdline
+        self.binary = binary or TERN_BIN
+        self.kernel = kernel
+        self.initrd = initrd
+        self.extra_args = list(extra_args)
+        self.console_path = self.workdir / "console.sock"
+        self.api_path = self.workdir / "api.sock"
+        self.serial1_path = self.workdir / "ttyS1.out"
+        self.log_path = self.workdir / "tern.log"
+        self.proc = None
+        self.console = None
+        self._marker = 0
+
+    def command(self):
+        if self.kernel is None:
+            self.kernel, self.initrd = guest_images()
+        cmd = [self.binary, "vm", "run", "--kernel", str(self.kernel),
+               "--memory", str(self.memory), "--cpus", str(self.cpus),
+               "--console", f"unix:{self.console_path}",
+               "--serial1", f"file:{self.serial1_path}",
+               "--api-socket", str(self.api_path)]
+        if self.initrd:
+            cmd += ["--initrd", str(self.initrd)]
+        cmd += ["--cmdline", f"console=ttyS0 {self.cmdline}".strip()]
+        return cmd + self.extra_args
+
+    def start(self):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.console = Console(self.console_path)
+        return self
+
+    def boot(self, timeout=BOOT_TIMEOUT):
+        """Starts tern and waits for the guest's shell."""
+        self.start()
+        self.console.wait_for(r"TERN-READY", timeout)
+        # The shell prints its prompt after TERN-READY; sync on a command.
+        self.sh("true", timeout=60)
+        return self
+
+    def sh(self, command, timeout=60.0, check=True):
+        """Runs a shell command in the guest; returns its output (stdout+stderr)."""
+        self._marker += 1
+        tag = f"__TERN_END_{self._marker}__"
+        start = self.console.mark()
+        self.console.write(f"{command}; echo {tag} $?\n")
+        m = self.console.wait_for(tag.encode() + rb" (\d+)\r?\n", timeout, start)
+        chunk = bytes(self.console.buf[start:m.start()]).decode("utf-8", "replace")
+        # Drop the echo of the command line itself.
+        lines = chunk.replace("\r", "").split("\n")
+        while lines and tag not in lines[0]:
+            lines.pop(0)
+        out = "\n".join(lines[1:])
+        status = int(m.group(1))
+        if check and status != 0:
+            raise AssertionError(f"guest command {command!r} failed with {status}:\n{out}")
+        return out
+
+    def api(self, command, args=None, timeout=30.0, raw=None):
+        """Sends one API request; returns the decoded reply object."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(self.api_path))
+            if raw is None:
+                req = {"command": command}
+                if args is not None:
+                    req["args"] = args
+                raw = json.dumps(req).encode() + b"\n"
+            s.sendall(raw)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+
+    def wait_exit(self, timeout=60.0):
+        return self.proc.wait(timeout)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.console:
+            self.console.close()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+def run_tern(*args, timeout=60):
+    """Runs the tern CLI to completion; returns (status, combined output)."""
+    p = subprocess.run([TERN_BIN, *map(str, args)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
