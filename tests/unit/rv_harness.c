@@ -56,7 +56,9 @@ static uint64_t fake_time_now(void *opaque)
 	struct rvt *t = opaque;
 	if (++t->time_calls == t->watchdog)
 		cpu_kick(t->cpu);
-	return t->time;
+	uint64_t now = t->time;
+	t->time += t->time_step;
+	return now;
 }
 
 static bool fake_sbi_call(void *opaque, struct cpu *cpu)

@@ -59,6 +59,7 @@ struct rvt {
 	struct cpu *cpu;
 
 	uint64_t time;                  /* what time_now() returns */
+	uint64_t time_step;             /* added to time after each time_now() call */
 	unsigned time_calls;            /* since the last rvt_run(): the watchdog */
 	unsigned watchdog;              /* kick the hart after this many time_now() calls */
 

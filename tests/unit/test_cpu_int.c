@@ -601,15 +601,20 @@ static void test_sc_failures(void **state)
 	assert_int_not_equal(rvt_x(t, S3), 0);
 	assert_int_equal(rvt_r64(t, DATA), 5);
 
-	/* sc to an address other than the lr's; the failed sc also ends the
+	/* sc to an address other than the lr's (holding the same value, so
+	 * only the address can make it fail); the failed sc also ends the
 	 * reservation, so a following sc to the right address fails too. */
-	RVT_ASM(t, CODE, LR_D(S2, A1), SC_D(S3, A3, A2), SC_D(S4, A3, A1), WFI());
+	rvt_w64(t, DATA + 8, 5);
+	RVT_ASM(t, CODE, LR_D(S2, A1), SC_D(S3, A3, A2), SC_D(S4, A3, A1), LR_W(S5, A1),
+		SC_W(S6, A3, A2), SC_W(S7, A3, A1), WFI());
 	rvt_go(t);
 	assert_int_equal(rvt_x(t, S2), 5);
 	assert_int_not_equal(rvt_x(t, S3), 0);
 	assert_int_not_equal(rvt_x(t, S4), 0);
+	assert_int_not_equal(rvt_x(t, S6), 0);
+	assert_int_not_equal(rvt_x(t, S7), 0);
 	assert_int_equal(rvt_r64(t, DATA), 5);
-	assert_int_equal(rvt_r64(t, DATA + 8), 6);
+	assert_int_equal(rvt_r64(t, DATA + 8), 5);
 
 	/* A second sc after a successful one has no reservation left. */
 	RVT_ASM(t, CODE, LR_D(S2, A1), SC_D(S3, A3, A1), ADDI(A4, ZERO, 99), SC_D(S4, A4, A1), WFI());

@@ -385,21 +385,18 @@ static void test_irq_timer_while_running(void **state)
 	/* The clock passes stimecmp during a loop: the interrupt is taken at
 	 * a checkpoint, with sepc somewhere in the loop. */
 	setup_s_irqs(t, RV_PRIV_S, MSTATUS_SIE);
-	RVT_SET(t, stimecmp, 3);
+	RVT_SET(t, stimecmp, 100);
 	t->time = 0;
-	t->watchdog = 1000;
+	t->time_step = 1;          /* every reading of the clock advances it */
+	rvt_set_x(t, A0, 0);
+	rvt_set_x(t, A1, 0);
 	RVT_ASM(t, CODE, ADDI(A0, A0, 1), CSRR(A1, CSR_TIME), J(-8));
-	/* Each csrr time reads the clock; make it advance on each read by
-	 * hooking nothing: instead advance it between runs. */
-	assert_int_equal(rvt_run(t), CPU_EXIT_KICKED);    /* runs until the watchdog */
-	t->time = 3;
-	t->watchdog = 20000;
-	enum cpu_exit why = rvt_run(t);
-	assert_int_equal(why, CPU_EXIT_WFI);
+	rvt_run_from(t, CODE, RVT_TRAP_S_STOP);
 	struct rv_state s = rvt_state(t);
-	assert_int_equal(s.pc, RVT_TRAP_S_STOP);
 	assert_int_equal(s.scause, INT | RV_IRQ_STI);
 	assert_true(s.sepc >= CODE && s.sepc < CODE + 12);
+	assert_true(rvt_x(t, A1) >= 99);         /* the loop saw the clock pass stimecmp */
+	assert_true(rvt_x(t, A0) >= 99);
 }
 
 static void test_irq_software(void **state)
@@ -567,7 +564,8 @@ static void test_irq_vectored(void **state)
 	rvt_set_x(t, A2, RVT_VEC_S | 3);
 	RVT_ASM(t, CODE, CSRW(CSR_STVEC, A1), CSRR(A0, CSR_STVEC), CSRW(CSR_STVEC, A2), CSRR(A3, CSR_STVEC),
 		CSRW(CSR_MTVEC, A1), CSRR(A4, CSR_MTVEC), CSRW(CSR_MTVEC, A2), CSRR(A5, CSR_MTVEC),
-		WFI());
+		CSRW(CSR_MTVEC, A6), WFI());
+	rvt_set_x(t, A6, RVT_TRAP_M);
 	RVT_SET(t, mtvec, RVT_TRAP_M);
 	enter(t, RV_PRIV_M, 0);
 	rvt_go(t);
@@ -721,7 +719,8 @@ static void test_sie_sip_follow_mideleg(void **state)
 	rvt_set_x(t, A1, ~0ull);
 	rvt_set_x(t, A2, RV_MIP_SSIP | RV_MIP_STIP);
 	RVT_ASM(t, CODE, CSRW(CSR_SIE, A1), CSRR(S2, CSR_SIE), CSRR(S3, CSR_MIE),
-		CSRRS(ZERO, CSR_SIP, A2), CSRR(S4, CSR_SIP), CSRR(S5, CSR_MIP), WFI());
+		CSRRS(ZERO, CSR_SIP, A2), CSRR(S4, CSR_SIP), CSRR(S5, CSR_MIP), CSRW(CSR_MIE, ZERO),
+		WFI());
 	/* Nothing delegated: sie and sip are all zero and read-only. */
 	struct rv_state s = rvt_state(t);
 	s.mideleg = 0;
@@ -861,7 +860,8 @@ static void test_counter_access(void **state)
 		enter(t, RV_PRIV_U, 0);
 		rvt_go_trap_m(t, C_ECALL_U, CODE + 4, 0);
 	}
-	assert_int_equal(rvt_x(t, A0), RVT_GET(t, minstret) - 2);   /* instret read in U */
+	/* the last loop read instret in U: csrr, (ecall), csrrw, wfi followed */
+	assert_int_equal(rvt_x(t, A0), RVT_GET(t, minstret) - 3);
 }
 
 static void test_csr_privilege(void **state)
@@ -1037,13 +1037,13 @@ static void test_sv39_4k(void **state)
 	rvt_w64(t, DATA + 0x3ff8, 0x2222);
 	rvt_set_x(t, A1, VA);
 	rvt_set_x(t, A2, 0xabcdef);
-	RVT_ASM(t, CODE, LD(A0, 0, A1), SD(A2, 8, A1), LD(A3, 0x7f8, A1), LUI(T0, 1), ADD(T0, T0, A1),
-		LD(A4, 0x7f8, T0), LD(A5, 0x7f8, T0), WFI());
+	rvt_w64(t, DATA + 0x37f8, 0x3333);
+	RVT_ASM(t, CODE, LD(A0, 0, A1), SD(A2, 8, A1), LUI(T0, 1), ADD(T0, T0, A1), LD(A4, 0x7f8, T0),
+		WFI());
 	rvt_go(t);
 	assert_int_equal(rvt_x(t, A0), 0x1111);
 	assert_int_equal(rvt_r64(t, DATA + 8), 0xabcdef);
-	assert_int_equal(rvt_x(t, A4), 0);              /* VA + 0x17f8 -> DATA + 0x37f8 */
-	rvt_w64(t, DATA + 0x37f8, 0x3333);
+	assert_int_equal(rvt_x(t, A4), 0x3333);         /* VA + 0x17f8 -> DATA + 0x37f8 */
 	uint64_t pa = 0;
 	assert_true(rv_translate(interp(t), VA + 0x1ff8, ACCESS_READ, &pa));
 	assert_int_equal(pa, DATA + 0x3ff8);
@@ -1090,3 +1090,577 @@ static void test_sv39_ad_bits(void **state)
 	assert_false(pte & PTE_D);
 }
 
+enum acc { LOAD, STORE, FETCH };
+
+/* One access at va from priv (S runs at CODE, U at VA_U, which the test
+ * must have mapped). Returns 0 if it completed, else the exception cause,
+ * after checking mepc and mtval. A FETCH target must hold an ECALL. */
+static uint64_t try_access(struct rvt *t, enum rv_priv priv, enum acc a, uint64_t va)
+{
+	const uint64_t code = priv == RV_PRIV_U ? VA_U : CODE;
+	const uint64_t code_pa = priv == RV_PRIV_U ? PA_U : CODE;
+	const uint32_t insn = a == LOAD ? LD(A0, 0, A1) : a == STORE ? SD(A2, 0, A1) : JALR(ZERO, A1, 0);
+	RVT_ASM(t, code_pa, insn, ECALL());
+	rvt_set_x(t, A1, va);
+	struct rv_state s = rvt_state(t);
+	s.priv = priv;
+	rvt_put_state(t, &s);
+	rvt_run_from(t, code, RVT_TRAP_M_STOP);    /* ends in M: the ecall or a fault */
+	s = rvt_state(t);
+	if (s.mcause == (priv == RV_PRIV_U ? C_ECALL_U : C_ECALL_S)) {
+		assert_int_equal(s.mepc, a == FETCH ? va : code + 4);
+		return 0;
+	}
+	if (s.mepc != (a == FETCH ? va : code) || s.mtval != va)
+		rvt_dump(t);
+	assert_int_equal(s.mepc, a == FETCH ? va : code);
+	assert_int_equal(s.mtval, va);
+	return s.mcause;
+}
+
+static void test_sv39_superpages(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	const uint64_t mega = VA + 0x200000, giga = 0xc0000000ull;
+	rvt_map(t, root, mega, RVT_RAM_BASE + 0x200000, 1, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, giga, RVT_RAM_BASE, 2, PTE_R | PTE_A);                /* read-only */
+	rvt_map(t, root, VA + 0x400000, RVT_RAM_BASE + 0x200000, 1, PTE_R);   /* A = 0 */
+	rvt_w64(t, RVT_RAM_BASE + 0x201238, 0x202020);
+	rvt_w64(t, RVT_RAM_BASE + 0x3ffff8, 0x3f3f3f);
+	rvt_w64(t, DATA + 0x10, 0xc0c0c0);
+	rvt_set_x(t, A1, mega + 0x1238);
+	rvt_set_x(t, A2, mega + 0x1ffff8);
+	rvt_set_x(t, A3, giga + (DATA - RVT_RAM_BASE) + 0x10);
+	rvt_set_x(t, A4, 0x5555);
+	rvt_set_x(t, A5, VA + 0x400000 + 0x1238);
+	RVT_ASM(t, CODE, LD(S2, 0, A1), LD(S3, 0, A2), LD(S4, 0, A3), SD(A4, 8, A1), LD(S5, 0, A5),
+		WFI());
+	rvt_go(t);
+	assert_int_equal(rvt_x(t, S2), 0x202020);
+	assert_int_equal(rvt_x(t, S3), 0x3f3f3f);
+	assert_int_equal(rvt_x(t, S4), 0xc0c0c0);
+	assert_int_equal(rvt_r64(t, RVT_RAM_BASE + 0x201240), 0x5555);
+	assert_int_equal(rvt_x(t, S5), 0x202020);
+	assert_true(pte_at(t, root, VA + 0x400000, 1) & PTE_A);
+	assert_false(pte_at(t, root, VA + 0x400000, 1) & PTE_D);
+
+	uint64_t pa = 0;
+	assert_true(rv_translate(interp(t), mega + 0x1abcde, ACCESS_READ, &pa));
+	assert_int_equal(pa, RVT_RAM_BASE + 0x3abcde);
+	assert_true(rv_translate(interp(t), giga + 0x123456, ACCESS_READ, &pa));
+	assert_int_equal(pa, RVT_RAM_BASE + 0x123456);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, giga + 0x10000), C_STORE_PF);
+}
+
+static void test_sv39_misaligned_superpage(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	/* A superpage whose PPN has nonzero low bits is a page fault. */
+	rvt_map(t, root, VA + 0x200000, RVT_RAM_BASE + 0x201000, 1, PTE_RWX | PTE_A | PTE_D);
+	rvt_map(t, root, 0xc0000000ull, RVT_RAM_BASE + 0x200000, 2, PTE_RWX | PTE_A | PTE_D);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 0x200008), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 0x200008), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA + 0x200008), C_INSN_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, 0xc0000000ull), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, 0xc0001000ull), C_STORE_PF);
+}
+
+static void test_sv39_bad_ptes(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	const uint64_t pte_pa = rvt_pte_addr(t, root, VA, 0);
+	const uint64_t good = PTE_LEAF(DATA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_w64(t, pte_pa, good);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 8), 0);
+
+	const uint64_t bad[] = {
+		good & ~PTE_V,                                         /* invalid */
+		PTE_LEAF(DATA, PTE_V | PTE_W | PTE_A | PTE_D),         /* W without R */
+		PTE_LEAF(DATA, PTE_V | PTE_W | PTE_X | PTE_A | PTE_D), /* W without R */
+		good | 1ull << 54,                                     /* reserved bits 63:54 */
+		good | 1ull << 61,                                     /* PBMT: no Svpbmt */
+		good | 1ull << 63,                                     /* N: no Svnapot */
+		PTE_LEAF(DATA, PTE_V),                                 /* a pointer at level 0 */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rvt_w64(t, pte_pa, bad[i]);
+		assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 8), C_LOAD_PF);
+		assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 8), C_STORE_PF);
+		assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA + 8), C_INSN_PF);
+	}
+	rvt_w64(t, pte_pa, good);
+
+	/* D, A and U are reserved in non-leaf PTEs. */
+	const uint64_t l1_pa = rvt_pte_addr(t, root, VA, 1);
+	const uint64_t l1 = rvt_r64(t, l1_pa);
+	const uint64_t nonleaf_bits[] = { PTE_A, PTE_D, PTE_U };
+	for (size_t i = 0; i < 3; i++) {
+		rvt_w64(t, l1_pa, l1 | nonleaf_bits[i]);
+		assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 8), C_LOAD_PF);
+	}
+	rvt_w64(t, l1_pa, l1);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 8), 0);
+
+	/* A valid leaf that points where there is no memory: access fault. */
+	rvt_w64(t, pte_pa, PTE_LEAF(RVT_NO_DEVICE, PTE_V | PTE_RWX | PTE_A | PTE_D));
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 8), C_LOAD_ACCESS);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 8), C_STORE_ACCESS);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA + 8), C_INSN_ACCESS);
+}
+
+static void test_sv39_permissions(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	rvt_map(t, root, VA, DATA, 0, PTE_R | PTE_A | PTE_D);
+	rvt_map(t, root, VA + 0x1000, DATA + 0x1000, 0, PTE_X | PTE_A);
+	rvt_map(t, root, VA + 0x2000, DATA + 0x2000, 0, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, VA + 0x3000, DATA + 0x3000, 0, PTE_R | PTE_X | PTE_A);
+	rvt_w32(t, DATA + 0x1000, ECALL());
+	rvt_w32(t, DATA + 0x3000, ECALL());
+
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA), 0);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA), C_INSN_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 0x1000), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 0x1000), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA + 0x1000), 0);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 0x2000), 0);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA + 0x2000), C_INSN_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 0x3000), 0);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 0x3000), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA + 0x3000), 0);
+
+	/* MXR makes execute-only pages readable, not writable. */
+	RVT_SET(t, mstatus, RVT_GET(t, mstatus) | MSTATUS_MXR);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA + 0x1000), 0);
+	assert_int_equal(rvt_x(t, A0), ECALL());
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA + 0x1000), C_STORE_PF);
+	/* and clearing it again (through sstatus, from S) takes effect at once */
+	RVT_ASM(t, CODE, LD(A0, 0, A1), CSRRC(ZERO, CSR_SSTATUS, A3), LD(A0, 0, A1), WFI());
+	rvt_set_x(t, A1, VA + 0x1000);
+	rvt_set_x(t, A3, MSTATUS_MXR);
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_go_trap_m(t, C_LOAD_PF, CODE + 8, VA + 0x1000);
+}
+
+static void test_sv39_user_pages(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	rvt_map(t, root, VA, DATA, 0, PTE_U | PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, VA + 0x1000, DATA + 0x1000, 0, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, VA_U, PA_U, 0, PTE_U | PTE_R | PTE_X | PTE_A);
+
+	/* S touching a U page: a fault unless SUM; S never executes U pages. */
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA_U), C_INSN_PF);
+	RVT_SET(t, mstatus, RVT_GET(t, mstatus) | MSTATUS_SUM);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, VA), 0);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, VA), 0);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, VA_U), C_INSN_PF);
+
+	/* U: its own pages yes, S pages never (SUM does not matter). */
+	assert_int_equal(try_access(t, RV_PRIV_U, LOAD, VA), 0);
+	assert_int_equal(try_access(t, RV_PRIV_U, STORE, VA), 0);
+	assert_int_equal(try_access(t, RV_PRIV_U, LOAD, VA + 0x1000), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_U, STORE, VA + 0x1000), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_U, FETCH, CODE), C_INSN_PF);   /* RWX, not U */
+	RVT_SET(t, mstatus, RVT_GET(t, mstatus) & ~MSTATUS_SUM);
+	assert_int_equal(try_access(t, RV_PRIV_U, LOAD, VA + 0x1000), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_U, LOAD, VA), 0);
+
+	/* SUM set by S-mode code itself applies to the next access. */
+	RVT_ASM(t, CODE, CSRRS(ZERO, CSR_SSTATUS, A3), LD(A0, 0, A1), CSRRC(ZERO, CSR_SSTATUS, A3),
+		LD(A0, 0, A1), WFI());
+	rvt_set_x(t, A1, VA);
+	rvt_set_x(t, A3, MSTATUS_SUM);
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_go_trap_m(t, C_LOAD_PF, CODE + 12, VA);
+}
+
+static void test_sv39_noncanonical(void **state)
+{
+	struct rvt *t = *state;
+	paging_s(t);
+	/* Sv39: bits 63:39 must all equal bit 38. */
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, 0x0000004000000000ull), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, 0x0000008000000000ull), C_LOAD_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, STORE, 0x8000000000000000ull), C_STORE_PF);
+	assert_int_equal(try_access(t, RV_PRIV_S, FETCH, 0xffff800000000000ull), C_INSN_PF);
+	/* canonical but unmapped, for comparison */
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, 0xffffffc000000000ull), C_LOAD_PF);
+	/* and the identity-mapped RAM works (canonical, bit 38 = 0) */
+	rvt_w64(t, DATA, 0x77);
+	assert_int_equal(try_access(t, RV_PRIV_S, LOAD, DATA), 0);
+	assert_int_equal(rvt_x(t, A0), 0x77);
+}
+
+/* M-mode at CODE with MPRV and MPP set exactly. */
+static void enter_mprv(struct rvt *t, bool mprv, enum rv_priv mpp)
+{
+	struct rv_state s = rvt_state(t);
+	s.mstatus = (s.mstatus & ~(MSTATUS_MPRV | MSTATUS_MPP)) | (mprv ? MSTATUS_MPRV : 0) | MPP(mpp);
+	s.priv = RV_PRIV_M;
+	s.pc = CODE;
+	rvt_put_state(t, &s);
+}
+
+static void test_mprv(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = rvt_paging_identity(t);
+	rvt_map(t, root, VA, DATA, 0, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_w64(t, DATA, 0x4242);
+	rvt_set_x(t, A1, VA);
+	RVT_ASM(t, CODE, LD(A0, 0, A1), WFI());
+	/* M-mode loads and stores with MPRV use MPP's privilege and
+	 * translation; instruction fetch stays M (CODE runs untranslated). */
+	enter_mprv(t, true, RV_PRIV_S);
+	rvt_go(t);
+	assert_int_equal(rvt_x(t, A0), 0x4242);
+	enter_mprv(t, true, RV_PRIV_U);
+	rvt_go_trap_m(t, C_LOAD_PF, CODE, VA);          /* not a U page */
+	/* MPRV with MPP = M, or MPRV clear: physical, where VA is no memory */
+	enter_mprv(t, true, RV_PRIV_M);
+	rvt_go_trap_m(t, C_LOAD_ACCESS, CODE, VA);
+	enter_mprv(t, false, RV_PRIV_S);
+	rvt_go_trap_m(t, C_LOAD_ACCESS, CODE, VA);
+
+	/* A page table that is not in memory: access fault of the access type */
+	RVT_SET(t, satp, SATP_SV39(RVT_NO_DEVICE));
+	RVT_ASM(t, CODE, LD(A0, 0, A1), WFI());
+	enter_mprv(t, true, RV_PRIV_S);
+	rvt_go_trap_m(t, C_LOAD_ACCESS, CODE, VA);
+	RVT_ASM(t, CODE, SD(A0, 0, A1), WFI());
+	enter_mprv(t, true, RV_PRIV_S);
+	rvt_go_trap_m(t, C_STORE_ACCESS, CODE, VA);
+}
+
+static void test_sv39_faults_delegated(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	rvt_map(t, root, VA_U, PA_U, 0, PTE_U | PTE_R | PTE_X | PTE_A);
+	RVT_SET(t, medeleg, (1u << C_INSN_PF) | (1u << C_LOAD_PF) | (1u << C_STORE_PF));
+	rvt_set_x(t, A1, VA + 0x10);
+	RVT_ASM(t, CODE, NOP(), LD(A0, 0, A1), WFI());
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_go_trap_s(t, C_LOAD_PF, CODE + 4, VA + 0x10);
+	RVT_ASM(t, CODE, SW(A0, 0, A1), WFI());
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_go_trap_s(t, C_STORE_PF, CODE, VA + 0x10);
+	RVT_ASM(t, CODE, JALR(ZERO, A1, 0));
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_go_trap_s(t, C_INSN_PF, VA + 0x10, VA + 0x10);
+	/* from U */
+	RVT_ASM(t, PA_U, LD(A0, 0, A1), ECALL());
+	rvt_set_priv(t, RV_PRIV_U);
+	rvt_run_trap_s(t, VA_U, C_LOAD_PF, VA_U, VA + 0x10);
+	assert_false(RVT_GET(t, mstatus) & MSTATUS_SPP);
+}
+
+/* ---- TLB and sfence.vma ------------------------------------------------------------- */
+
+static void check_sfence(struct rvt *t, uint32_t sfence)
+{
+	uint64_t root = paging_s(t);
+	const uint64_t pte_pa = rvt_pte_addr(t, root, VA, 0);
+	rvt_w64(t, pte_pa, PTE_LEAF(DATA, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+	rvt_w64(t, DATA, 0x1111);
+	rvt_w64(t, DATA + 8, 0);
+	rvt_w64(t, DATA + 0x1000, 0x2222);
+	rvt_w64(t, DATA + 0x1008, 0);
+	rvt_set_x(t, A1, VA);
+	rvt_set_x(t, A2, 0x3333);
+	rvt_set_x(t, A4, 0);          /* ASID 0, the current one */
+	RVT_ASM(t, CODE,
+		LD(S2, 0, A1), SD(ZERO, 16, A1), WFI(),      /* fills the read and write TLB */
+		LD(S3, 0, A1), sfence, LD(S4, 0, A1), SD(A2, 8, A1), WFI());
+	rvt_run_from(t, CODE, CODE + 12);
+	assert_int_equal(rvt_x(t, S2), 0x1111);
+
+	/* Point the PTE elsewhere, without telling the hart. */
+	rvt_w64(t, pte_pa, PTE_LEAF(DATA + 0x1000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+	rvt_run_from(t, CODE + 12, CODE + 32);
+	/* Until sfence.vma the old translation may be used, and tern's TLB
+	 * does use it: this shows that the sfence below is what matters. */
+	assert_int_equal(rvt_x(t, S3), 0x1111);
+	assert_int_equal(rvt_x(t, S4), 0x2222);
+	assert_int_equal(rvt_r64(t, DATA + 0x1008), 0x3333);
+	assert_int_equal(rvt_r64(t, DATA + 8), 0);
+
+	/* An invalidated PTE faults after the sfence. */
+	rvt_set_x(t, S3, 0);
+	RVT_ASM(t, CODE + 12, LD(S3, 0, A1), sfence, LD(S4, 0, A1), SD(A2, 8, A1), WFI());
+	rvt_run_from(t, CODE, CODE + 12);
+	rvt_w64(t, pte_pa, 0);
+	rvt_run_trap_m(t, CODE + 12, C_LOAD_PF, CODE + 20, VA);
+	assert_int_equal(rvt_x(t, S3), 0x2222);
+}
+
+static void test_sfence_all(void **state)
+{
+	check_sfence(*state, SFENCE_VMA(ZERO, ZERO));
+}
+
+static void test_sfence_address(void **state)
+{
+	check_sfence(*state, SFENCE_VMA(A1, ZERO));
+}
+
+static void test_sfence_address_asid(void **state)
+{
+	check_sfence(*state, SFENCE_VMA(A1, A4));
+}
+
+static void test_sfence_address_in_superpage(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	/* A 2 MiB page; the flush names another 4 KiB piece of it than the
+	 * one accessed, which must still be dropped: sfence.vma with an
+	 * address flushes the leaf PTE that maps it, i.e. the whole superpage. */
+	const uint64_t mega = VA + 0x200000;
+	const uint64_t pte_pa = rvt_pte_addr(t, root, mega, 1);
+	rvt_w64(t, pte_pa, PTE_LEAF(RVT_RAM_BASE, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+	rvt_w64(t, DATA, 0x1111);
+	rvt_w64(t, DATA + 0x200000, 0x2222);
+	rvt_set_x(t, A1, mega + (DATA - RVT_RAM_BASE));
+	rvt_set_x(t, A3, mega + 0x1000);
+	RVT_ASM(t, CODE, LD(S2, 0, A1), WFI(), SFENCE_VMA(A3, ZERO), LD(S4, 0, A1), WFI());
+	rvt_run_from(t, CODE, CODE + 8);
+	assert_int_equal(rvt_x(t, S2), 0x1111);
+	rvt_w64(t, pte_pa, PTE_LEAF(RVT_RAM_BASE + 0x200000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+	rvt_run_from(t, CODE + 8, CODE + 20);
+	assert_int_equal(rvt_x(t, S4), 0x2222);
+}
+
+static void test_host_tlb_flush(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	const uint64_t pte_pa = rvt_pte_addr(t, root, VA, 0);
+	rvt_w64(t, pte_pa, PTE_LEAF(DATA, PTE_V | PTE_R | PTE_A));
+	rvt_w64(t, DATA, 0x1111);
+	rvt_w64(t, DATA + 0x1000, 0x2222);
+	rvt_set_x(t, A1, VA);
+	RVT_ASM(t, CODE, LD(S2, 0, A1), WFI(), LD(S3, 0, A1), WFI());
+	rvt_run_from(t, CODE, CODE + 8);
+	rvt_w64(t, pte_pa, PTE_LEAF(DATA + 0x1000, PTE_V | PTE_R | PTE_A));
+	cpu_flush(t->cpu, CPU_FLUSH_TLB);         /* what an SBI remote sfence does */
+	rvt_run_from(t, CODE + 8, CODE + 16);
+	assert_int_equal(rvt_x(t, S3), 0x2222);
+}
+
+/* ---- fence.i and the decoded-instruction cache --------------------------------------- */
+
+static void test_fence_i(void **state)
+{
+	struct rvt *t = *state;
+	const uint64_t func = CODE + 0x40;
+	/* A loop calls func three times; after the first call it patches func's
+	 * first instruction with a store, and before the third it runs fence.i. */
+	RVT_ASM(t, CODE,
+		ADDI(S1, ZERO, 0),                /* 0: iteration */
+		JAL(RA, (int32_t)(func - (CODE + 4))),     /* 4: loop: a0 = func() */
+		SLLI(T2, S1, 3), ADD(T2, T2, S0), SD(A0, 0, T2),   /* 8..16: results[s1] = a0 */
+		SW(T0, 0, T1),                    /* 20: patch func */
+		ADDI(S1, S1, 1),                  /* 24 */
+		ADDI(T2, ZERO, 2),                /* 28 */
+		BNE(S1, T2, 8),                   /* 32: before the third call: */
+		FENCE_I(),                        /* 36 */
+		ADDI(T2, ZERO, 3),                /* 40 */
+		BNE(S1, T2, -40),                 /* 44: -> 4 */
+		WFI());                           /* 48 */
+	RVT_ASM(t, func, ADDI(A0, ZERO, 1), JALR(ZERO, RA, 0));
+	rvt_set_x(t, S0, DATA);
+	rvt_set_x(t, T0, ADDI(A0, ZERO, 2));
+	rvt_set_x(t, T1, func);
+	rvt_run_from(t, CODE, CODE + 52);
+	assert_int_equal(rvt_r32(t, func), ADDI(A0, ZERO, 2));
+	assert_int_equal(rvt_r64(t, DATA), 1);
+	/* Without fence.i the old instruction may still run; tern's decoded
+	 * cache keeps it, which shows that fence.i below is what matters. */
+	assert_int_equal(rvt_r64(t, DATA + 8), 1);
+	assert_int_equal(rvt_r64(t, DATA + 16), 2);
+}
+
+static void test_icache_flush_from_host(void **state)
+{
+	struct rvt *t = *state;
+	RVT_ASM(t, CODE, ADDI(A0, ZERO, 1), WFI());
+	rvt_go(t);
+	assert_int_equal(rvt_x(t, A0), 1);
+	rvt_w32(t, CODE, ADDI(A0, ZERO, 2));     /* behind the hart's back */
+	rvt_run_from(t, CODE, CODE + 8);
+	assert_int_equal(rvt_x(t, A0), 1);      /* stale, as the ISA allows */
+	cpu_flush(t->cpu, CPU_FLUSH_ICACHE);    /* what SBI remote fence.i does */
+	rvt_run_from(t, CODE, CODE + 8);
+	assert_int_equal(rvt_x(t, A0), 2);
+}
+
+/* ---- misaligned accesses and fetches under translation ----------------------------- */
+
+static void test_misaligned_paged(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	/* Two virtually adjacent pages that are not physically adjacent. */
+	rvt_map(t, root, VA + 0x1000, DATA + 0x3000, 0, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, VA + 0x2000, DATA, 0, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, VA + 0x4000, DATA + 0x4000, 0, PTE_R | PTE_W | PTE_A | PTE_D);
+	rvt_map(t, root, VA + 0x5000, DATA + 0x5000, 0, PTE_R | PTE_A);
+	for (unsigned i = 0; i < 4; i++) {
+		rvt_w8(t, DATA + 0x3ffc + i, (uint8_t)(1 + i));
+		rvt_w8(t, DATA + i, (uint8_t)(5 + i));
+	}
+	rvt_set_x(t, A1, VA + 0x1ffc);
+	rvt_set_x(t, A2, 0x1122334455667788ull);
+	rvt_set_x(t, A3, VA + 0x1ffa);
+	RVT_ASM(t, CODE, LD(S2, 0, A1), LW(S3, 2, A1), LHU(S4, 3, A1), SD(A2, 0, A3), LD(S5, 0, A3),
+		WFI());
+	rvt_go(t);
+	assert_int_equal(rvt_x(t, S2), 0x0807060504030201ull);
+	assert_int_equal(rvt_x(t, S3), 0x06050403);
+	assert_int_equal(rvt_x(t, S4), 0x0504);
+	assert_int_equal(rvt_x(t, S5), 0x1122334455667788ull);
+	assert_int_equal(rvt_r16(t, DATA + 0x3ffa), 0x7788);
+	assert_int_equal(rvt_r32(t, DATA + 0x3ffc), 0x33445566);
+	assert_int_equal(rvt_r16(t, DATA), 0x1122);
+	assert_int_equal(rvt_r8(t, DATA + 2), 7);
+
+	/* Into an unmapped page: a page fault whose tval is in the part that
+	 * faulted ("the virtual address of the portion of the access that
+	 * caused the fault"), epc the instruction. */
+	rvt_set_x(t, A1, VA + 0x2ffc);
+	RVT_ASM(t, CODE, LD(A0, 0, A1), WFI());
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_run_from(t, CODE, RVT_TRAP_M_STOP);
+	struct rv_state s = rvt_state(t);
+	assert_int_equal(s.mcause, C_LOAD_PF);
+	assert_int_equal(s.mepc, CODE);
+	assert_true(s.mtval >= VA + 0x3000 && s.mtval < VA + 0x3004);
+
+	/* A store whose second half is read-only: a store page fault, and
+	 * nothing written to the first half. */
+	rvt_w64(t, DATA + 0x4ff8, 0);
+	rvt_set_x(t, A1, VA + 0x4ffc);
+	RVT_ASM(t, CODE, SD(A2, 0, A1), WFI());
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_run_from(t, CODE, RVT_TRAP_M_STOP);
+	s = rvt_state(t);
+	assert_int_equal(s.mcause, C_STORE_PF);
+	assert_true(s.mtval >= VA + 0x5000 && s.mtval < VA + 0x5004);
+	assert_int_equal(rvt_r64(t, DATA + 0x4ff8), 0);
+}
+
+static void test_fetch_across_pages(void **state)
+{
+	struct rvt *t = *state;
+	uint64_t root = paging_s(t);
+	const uint64_t va = 0x40400000ull, pa1 = 0x80005000ull, pa2 = 0x80007000ull;
+	rvt_map(t, root, va, pa1, 0, PTE_R | PTE_X | PTE_A);
+	rvt_map(t, root, va + 0x1000, pa2, 0, PTE_R | PTE_X | PTE_A);
+	const uint32_t insn = ADDI(A0, ZERO, 42);
+	RVT_ASM(t, pa1, J(0xffe));
+	rvt_w16(t, pa1 + 0xffe, (uint16_t)insn);
+	rvt_w16(t, pa2, (uint16_t)(insn >> 16));
+	RVT_ASM(t, pa2 + 2, WFI());
+	rvt_set_x(t, A0, 0);
+	rvt_run_from(t, va, va + 0x1006);
+	assert_int_equal(rvt_x(t, A0), 42);
+
+	/* The second page unmapped: an instruction page fault with epc at the
+	 * instruction and tval at the part that faulted. */
+	rvt_w64(t, rvt_pte_addr(t, root, va + 0x1000, 0), 0);
+	rvt_set_priv(t, RV_PRIV_S);
+	rvt_run_trap_m(t, va, C_INSN_PF, va + 0xffe, va + 0x1000);
+
+	/* Same at the end of RAM, without paging: an access fault at the
+	 * first address past RAM. */
+	const uint64_t last = RVT_RAM_BASE + RVT_RAM_SIZE - 2;
+	rvt_w16(t, last, (uint16_t)insn);
+	RVT_SET(t, satp, 0);
+	rvt_set_priv(t, RV_PRIV_M);
+	rvt_run_trap_m(t, last, C_INSN_ACCESS, last, last + 2);
+}
+
+static void test_insn_access_fault(void **state)
+{
+	struct rvt *t = *state;
+	rvt_set_x(t, A1, RVT_NO_DEVICE);
+	RVT_ASM(t, CODE, JALR(RA, A1, 0x10), WFI());
+	rvt_go_trap_m(t, C_INSN_ACCESS, RVT_NO_DEVICE + 0x10, RVT_NO_DEVICE + 0x10);
+	assert_int_equal(rvt_x(t, RA), CODE + 4);
+	rvt_set_x(t, A1, RVT_MMIO_BASE);          /* devices are not executable */
+	rvt_go_trap_m(t, C_INSN_ACCESS, RVT_MMIO_BASE + 0x10, RVT_MMIO_BASE + 0x10);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, rvt_setup, rvt_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_ecall_causes),
+		T(test_ecall_sbi_hook),
+		T(test_ebreak),
+		T(test_trap_entry_status),
+		T(test_delegation),
+		T(test_mret),
+		T(test_sret),
+		T(test_xret_illegal),
+		T(test_wfi_traps),
+		T(test_tvm),
+		T(test_irq_timer),
+		T(test_irq_timer_while_running),
+		T(test_irq_software),
+		T(test_irq_external),
+		T(test_irq_enable_rules),
+		T(test_irq_priority),
+		T(test_irq_m_level_first),
+		T(test_irq_vectored),
+		T(test_wfi_wake_rules),
+		T(test_stimecmp_csr),
+		T(test_kick),
+		T(test_mstatus_warl),
+		T(test_sstatus_view),
+		T(test_sie_sip_follow_mideleg),
+		T(test_misa_mhartid),
+		T(test_minstret),
+		T(test_minstret_write),
+		T(test_counter_access),
+		T(test_csr_privilege),
+		T(test_unknown_csr),
+		T(test_pmp_csrs),
+		T(test_pmpcfg_odd_is_illegal_on_rv64),
+		T(test_epc_and_counteren_warl),
+		T(test_satp_writes),
+		T(test_state_roundtrip),
+		T(test_sv39_4k),
+		T(test_sv39_ad_bits),
+		T(test_sv39_superpages),
+		T(test_sv39_misaligned_superpage),
+		T(test_sv39_bad_ptes),
+		T(test_sv39_permissions),
+		T(test_sv39_user_pages),
+		T(test_sv39_noncanonical),
+		T(test_mprv),
+		T(test_sv39_faults_delegated),
+		T(test_sfence_all),
+		T(test_sfence_address),
+		T(test_sfence_address_asid),
+		T(test_sfence_address_in_superpage),
+		T(test_host_tlb_flush),
+		T(test_fence_i),
+		T(test_icache_flush_from_host),
+		T(test_misaligned_paged),
+		T(test_fetch_across_pages),
+		T(test_insn_access_fault),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -365,17 +365,17 @@ static void test_isa_variants(void **state)
 	assert_string_equal(fdt_stringlist_get(buf, cpu, "riscv,isa-extensions", 4, NULL), "zicsr");
 }
 
-/* For eyeballing: TERN_FDT_DUMP=path writes the sample tree there. */
-static void test_dump(void **state)
+/* For eyeballing with dtc: TERN_FDT_DUMP=path writes the sample tree there
+ * before the tests run. Not a test: it checks nothing. */
+static void dump_if_asked(void)
 {
 	const char *out = getenv("TERN_FDT_DUMP");
 	if (!out)
-		skip();
+		return;
 	void *fdt = build_sample();
 	FILE *f = fopen(out, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(fdt, 1, fdt_totalsize(fdt), f), fdt_totalsize(fdt));
-	assert_int_equal(fclose(f), 0);
+	if (!f || fwrite(fdt, 1, fdt_totalsize(fdt), f) != fdt_totalsize(fdt) || fclose(f))
+		fprintf(stderr, "cannot write %s\n", out);
 	free(fdt);
 }
 
@@ -391,7 +391,7 @@ int main(void)
 		cmocka_unit_test(test_small_buffer),
 		cmocka_unit_test(test_bad_descriptions),
 		cmocka_unit_test(test_isa_variants),
-		cmocka_unit_test(test_dump),
 	};
+	dump_if_asked();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,16 @@ enum {
 #define MEDELEG_MASK 0xb3ffull
 #define COUNTEREN_MASK 0x7ull     /* CY, TM, IR: no hpmcounters */
 
+/* CSRs that exist but hold nothing on this machine: no PMP entries (only
+ * the even pmpcfg registers exist on RV64, 3.7.1), no event counters. */
+static bool is_zero_csr(unsigned csr)
+{
+	if (csr >= 0x3a0 && csr <= 0x3af)
+		return (csr & 1) == 0;
+	return (csr >= 0x3b0 && csr <= 0x3ef) || (csr >= 0xb03 && csr <= 0xb1f) ||
+	       (csr >= 0x323 && csr <= 0x33f);
+}
+
 static uint64_t with_sd(uint64_t mstatus)
 {
 	if ((mstatus & MSTATUS_FS) == MSTATUS_FS)
@@ -120,10 +130,7 @@ bool rv_csr_read(struct rv_interp *h, unsigned csr, uint64_t *value)
 		*value = 0;
 		return true;
 	}
-	/* pmpcfg0-15, pmpaddr0-63, mhpmcounter3-31, mhpmevent3-31: no PMP and
-	 * no event counters, which the spec lets read as zero. */
-	if ((csr >= 0x3a0 && csr <= 0x3ef) || (csr >= 0xb03 && csr <= 0xb1f) ||
-	    (csr >= 0x323 && csr <= 0x33f)) {
+	if (is_zero_csr(csr)) {
 		*value = 0;
 		return true;
 	}
@@ -196,13 +203,12 @@ bool rv_csr_write(struct rv_interp *h, unsigned csr, uint64_t v)
 	case CSR_MTVAL: s->mtval = v; return true;
 	/* STIP follows stimecmp (Sstc with STCE set): not writable here. */
 	case CSR_MIP: set_mip_bits(h, RV_MIP_SSIP | RV_MIP_SEIP, v); return true;
-	case CSR_MINSTRET: s->minstret = v; return true;
+	/* The written value replaces this instruction's own increment, which
+	 * the run loop adds when the csrw retires (Zicsr, "instret"). */
+	case CSR_MINSTRET: s->minstret = v - 1; return true;
 	case CSR_MCYCLE: case CSR_MCOUNTINHIBIT: return true;
 	default:
-		if ((csr >= 0x3a0 && csr <= 0x3ef) || (csr >= 0xb03 && csr <= 0xb1f) ||
-		    (csr >= 0x323 && csr <= 0x33f))
-			return true;
-		return false;
+		return is_zero_csr(csr);
 	}
 	/* fflags, frm, fcsr: FP state changed. */
 	s->mstatus = with_sd(s->mstatus | MSTATUS_FS);

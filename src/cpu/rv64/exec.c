@@ -116,6 +116,8 @@ static uint64_t raw_bits(const struct rv_interp *h, uint64_t pc, const struct in
 	return raw;
 }
 
+/* Without cross-jumping GCC keeps the per-operation dispatch copies apart. */
+__attribute__((optimize("no-crossjumping", "no-gcse")))
 enum cpu_exit rv_run(struct rv_interp *h)
 {
 	static const void *const dispatch[RV_OP_COUNT] = {
@@ -130,12 +132,22 @@ enum cpu_exit rv_run(struct rv_interp *h)
 	struct insn *insn;
 	struct insn crossing;   /* an instruction straddling two pages: never cached */
 
+	/* Each operation ends in its own copy of the dispatch, so that the
+	 * host predicts each indirect jump from the operation it follows. */
+#define DISPATCH()                                                      \
+	do {                                                            \
+		uint64_t off_ = pc - h->fetch_vbase;                    \
+		if (unlikely(off_ >= 4096))                             \
+			goto fetch;                                     \
+		insn = &h->fetch_slots[off_ >> 1];                      \
+		goto *dispatch[insn->op];                               \
+	} while (0)
 #define NEXT_AT(newpc)                          \
 	do {                                    \
 		pc = (newpc);                   \
 		if (unlikely(--budget <= 0))    \
 			goto checkpoint;        \
-		goto fetch;                     \
+		DISPATCH();                     \
 	} while (0)
 #define NEXT NEXT_AT(pc + insn->len)
 	/* Retire the instructions so far, then make the next NEXT a checkpoint. */

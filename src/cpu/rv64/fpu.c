@@ -11,7 +11,9 @@
  * detects tininess before rounding and would report underflow wrongly).
  * On x86-64 the other four modes run on SSE and FMA3 instructions: their
  * IEEE semantics match RISC-V's, tininess included (detected after
- * rounding), once NaN results are replaced by the canonical NaN.
+ * rounding), once NaN results are replaced by the canonical NaN. Those
+ * ops leave the host thread's MXCSR at its default value (round to
+ * nearest, exceptions masked, flags clear) whatever it was before.
  * Everything else is bit manipulation and shares one path. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -493,9 +495,11 @@ static uint64_t soft_arith(const struct fmt *f, enum arith k, uint64_t a, uint64
 #define HOST_SSE 1
 
 /* MXCSR with every exception masked, FTZ and DAZ off, and the rounding
- * control (bits 14:13) for each RISC-V mode but RMM. */
+ * control (bits 14:13) for each RISC-V mode but RMM. The first is the
+ * x86-64 ABI's initial value, which the host thread is assumed to keep. */
+#define MXCSR_DEFAULT 0x1f80u
 static const uint32_t sse_mxcsr[4] = {
-	[FPU_RNE] = 0x1f80, [FPU_RTZ] = 0x7f80, [FPU_RDN] = 0x3f80, [FPU_RUP] = 0x5f80,
+	[FPU_RNE] = MXCSR_DEFAULT, [FPU_RTZ] = 0x7f80, [FPU_RDN] = 0x3f80, [FPU_RUP] = 0x5f80,
 };
 
 static inline uint32_t sse_flags(uint32_t st)
@@ -506,17 +510,19 @@ static inline uint32_t sse_flags(uint32_t st)
 	       (st & 0x20) >> 5;
 }
 
-/* One asm statement does the whole thing, so the compiler can neither
- * move the arithmetic outside the rounding mode nor fold it: the host's
- * control word and its sticky flags are saved and restored around it. */
+/* One asm statement does it all, so the compiler can neither move the
+ * arithmetic outside the rounding mode nor fold it. Loading the control
+ * word clears stale sticky flags first, so none leak in from the host or
+ * an earlier op; the default control word goes back afterwards. Saving
+ * and restoring the host's own MXCSR instead would cost a second stmxcsr,
+ * which waits for the FPU and doubles the price of an op. */
 #define SSE_OP(insn)                                                          \
-	asm volatile("stmxcsr %[saved]\n\t"                                    \
-		     "ldmxcsr %[ctl]\n\t"                                      \
+	asm volatile("ldmxcsr %[ctl]\n\t"                                      \
 		     insn "\n\t"                                               \
 		     "stmxcsr %[st]\n\t"                                       \
-		     "ldmxcsr %[saved]"                                        \
-		     : [x] "+x"(x), [saved] "=m"(saved), [st] "=m"(st)          \
-		     : [y] "x"(y), [z] "x"(z), [ctl] "m"(ctl))
+		     "ldmxcsr %[dflt]"                                         \
+		     : [x] "+x"(x), [st] "=m"(st)                              \
+		     : [y] "x"(y), [z] "x"(z), [ctl] "m"(ctl), [dflt] "m"(dflt))
 
 static bool host_has_fma(void)
 {
@@ -538,7 +544,7 @@ static uint64_t sse_arith_d(enum arith k, uint64_t a, uint64_t b, uint64_t c, un
 			    uint32_t *fl)
 {
 	const uint64_t sb = 1ull << 63;
-	uint32_t ctl = sse_mxcsr[rm], saved, st;
+	uint32_t ctl = sse_mxcsr[rm], dflt = MXCSR_DEFAULT, st;
 	double x, y, z;
 	uint64_t r;
 
@@ -585,7 +591,7 @@ static uint64_t sse_arith_s(enum arith k, uint64_t a64, uint64_t b64, uint64_t c
 {
 	const uint32_t sb = 1u << 31;
 	uint32_t a = (uint32_t)a64, b = (uint32_t)b64, c = (uint32_t)c64;
-	uint32_t ctl = sse_mxcsr[rm], saved, st, r;
+	uint32_t ctl = sse_mxcsr[rm], dflt = MXCSR_DEFAULT, st, r;
 	float x, y, z;
 
 	if (k == AR_MSUB || k == AR_NMADD)

@@ -71,7 +71,7 @@ static bool walk(struct rv_interp *h, uint64_t vaddr, enum access_type type, uin
 	}
 	int levels = mode == SATP_MODE_SV48 ? 4 : 3;
 	unsigned va_bits = 12 + 9 * (unsigned)levels;
-	if ((uint64_t)(((int64_t)vaddr << (64 - va_bits)) >> (64 - va_bits)) != vaddr)
+	if ((uint64_t)((int64_t)(vaddr << (64 - va_bits)) >> (64 - va_bits)) != vaddr)
 		return fault(h, page_fault_cause(type), vaddr);
 
 retry:;

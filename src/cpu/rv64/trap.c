@@ -47,11 +47,14 @@ int rv_pending_interrupt(struct rv_interp *h)
 	/* Interrupts delegated to S are never taken while in M. */
 	uint64_t s_enabled = s->priv < RV_PRIV_S ||
 			     (s->priv == RV_PRIV_S && (s->mstatus & MSTATUS_SIE)) ? ~0ull : 0;
-	uint64_t takeable = (pending & ~s->mideleg & m_enabled) | (pending & s->mideleg & s_enabled);
+	/* Interrupts for M-mode come before any for S-mode (3.1.9). */
+	uint64_t takeable = pending & ~s->mideleg & m_enabled;
+	if (!takeable)
+		takeable = pending & s->mideleg & s_enabled;
 	if (!takeable)
 		return -1;
 
-	/* Priority order of section 3.1.9: MEI, MSI, MTI, SEI, SSI, STI. */
+	/* Within a level, the order of section 3.1.9: MEI, MSI, MTI, SEI, SSI, STI. */
 	static const int order[] = { RV_IRQ_MEI, RV_IRQ_MSI, RV_IRQ_MTI,
 				     RV_IRQ_SEI, RV_IRQ_SSI, RV_IRQ_STI };
 	for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]); i++)
