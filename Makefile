@@ -33,44 +33,57 @@ UNIT_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 GUEST_DIR ?= $(HOME)/.cache/tern/guest
 
 .PHONY: all asan unit guest integration check clean bench
+# Test objects are intermediates of the test binaries: keep them.
+.SECONDARY:
+
+# `make V=1` shows the full commands.
+Q := $(if $(V),,@)
 
 all: build/tern
 
 # ---- release ------------------------------------------------------------
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(RELEASE_CFLAGS) -MMD -MP -c $< -o $@
 
 build/libtern.a: $(LIB_SRCS:%.c=build/obj/%.o)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 build/tern: build/obj/$(MAIN_SRC:.c=.o) build/libtern.a
-	$(CC) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDLIBS)
 
 # ---- sanitizers -----------------------------------------------------------
 asan: build-asan/tern
 
 build-asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC-ASAN $<"
+	$(Q)$(CC) $(ASAN_CFLAGS) -MMD -MP -c $< -o $@
 
 build-asan/libtern.a: $(LIB_SRCS:%.c=build-asan/obj/%.o)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 build-asan/tern: build-asan/obj/$(MAIN_SRC:.c=.o) build-asan/libtern.a
-	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- unit tests (cmocka, under ASan+UBSan) ---------------------------------
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build-asan/unit/%)
 
 build-asan/unit/%: build-asan/obj/tests/unit/%.o $(UNIT_HELPERS:%.c=build-asan/obj/%.o) build-asan/libtern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# Every binary runs; the target fails at the end if any of them failed.
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@failed=""; for t in $(UNIT_BINS); do echo "== $$t"; $$t || failed="$$failed $$t"; done; \
+	if [ -n "$$failed" ]; then echo "== unit tests FAILED:$$failed"; exit 1; fi; \
+	echo "== all unit tests passed"
 
 # ---- guest and integration ------------------------------------------------
 guest:

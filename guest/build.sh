@@ -13,6 +13,7 @@
 # private configuration and state under $GUEST_DIR/apt: the host's apt
 # setup is neither used for package lists nor changed.
 set -euo pipefail
+shopt -s inherit_errexit # a failure inside $(...) stops the build too
 
 GUEST_DIR=${GUEST_DIR:-$HOME/.cache/tern/guest}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -150,9 +151,10 @@ ko_file() { # NAME -> decompressed .ko path in $KO
 	if [ ! -s "$out" ]; then
 		mkdir -p "$(dirname "$out")"
 		case "$src" in
-		*.xz) xz -dc "$src" >"$out.tmp" && mv "$out.tmp" "$out" ;;
-		*) cp "$src" "$out" ;;
+		*.xz) xz -dc "$src" >"$out.tmp" ;;
+		*) cp "$src" "$out.tmp" ;;
 		esac
+		mv "$out.tmp" "$out"
 	fi
 	echo "$out"
 }
@@ -180,12 +182,14 @@ declare -A seen=()
 declare -A closure=() # name -> all modules it needs, in load order
 order=()
 add_module() { # NAME: appends NAME after its dependencies
-	local n=$1 d c deps=() word state="" all=""
+	local n=$1 d c depends softdeps deps=() word state="" all=""
 	[ -z "${seen[$n]:-}" ] || return 0
 	seen[$n]=1
 	[ -n "${modpath[$n]:-}" ] || die "module $n not in $(basename "$image_deb")"
-	IFS=, read -r -a deps <<<"$(modinfo_field "$n" depends)"
-	for word in $(modinfo_field "$n" softdep); do
+	depends=$(modinfo_field "$n" depends)
+	softdeps=$(modinfo_field "$n" softdep)
+	IFS=, read -r -a deps <<<"$depends"
+	for word in $softdeps; do
 		case "$word" in
 		pre:) state=pre ;;
 		post:) state=post ;; # loaded after n on demand; not needed to boot
@@ -244,11 +248,12 @@ order_file=$ROOT/lib/modules/modules.order.tern
 for n in "${order[@]}"; do
 	rel=${modpath[$n]%.xz}
 	mkdir -p "$(dirname "$rmod/$rel")"
+	ko=$(ko_file "$n")
 	if [ "$STRIP_MODULES" = 1 ]; then
-		"${CROSS}objcopy" --strip-unneeded "$(ko_file "$n")" "$rmod/$rel"
+		"${CROSS}objcopy" --strip-unneeded "$ko" "$rmod/$rel"
 		chmod 0644 "$rmod/$rel"
 	else
-		install -m 0644 "$(ko_file "$n")" "$rmod/$rel"
+		install -m 0644 "$ko" "$rmod/$rel"
 	fi
 	echo "/lib/modules/$kver/$rel" >>"$order_file"
 done

@@ -113,6 +113,8 @@ static void setup_firmware_csrs(struct hart *h)
 	s.medeleg = 0xb1ff;
 	s.mideleg = RV_MIP_SSIP | RV_MIP_STIP | RV_MIP_SEIP;
 	s.mcounteren = 7;                 /* cycle, time, instret */
+	/* User mode may read them too (rdtime in the vDSO), as OpenSBI sets up. */
+	s.scounteren = 7;
 	s.menvcfg = 1ull << 63;           /* STCE: stimecmp for the kernel */
 	s.priv = RV_PRIV_S;
 	s.satp = 0;

@@ -19,7 +19,7 @@
 #define TIMEBASE_HZ           10000000ull /* the time CSR ticks at 10 MHz */
 
 #define VM_MAX_CPUS           8
-#define VM_MIN_MEMORY         (64ull << 20)
+#define VM_MIN_MEMORY         (128ull << 20)  /* Debian's kernel panics at 64 MiB */
 #define VM_MAX_MEMORY         (256ull << 30)
 
 #endif

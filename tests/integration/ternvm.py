@@ -151,19 +151,21 @@ class Vm:
         return self
 
     def sh(self, command, timeout=60.0, check=True):
-        """Runs a shell command in the guest; returns its output (stdout+stderr)."""
+        """Runs a shell command in the guest; returns its output (stdout+stderr).
+
+        The command prints its own start and end markers, so the output is
+        what lies between two lines the guest printed, whatever the shell
+        echoes or however it wraps the command line."""
         self._marker += 1
-        tag = f"__TERN_END_{self._marker}__"
+        begin, end = f"__TERN_S{self._marker}__", f"__TERN_E{self._marker}__"
         start = self.console.mark()
-        self.console.write(f"{command}; echo {tag} $?\n")
-        m = self.console.wait_for(tag.encode() + rb" (\d+)\r?\n", timeout, start)
-        chunk = bytes(self.console.buf[start:m.start()]).decode("utf-8", "replace")
-        # Drop the echo of the command line itself.
-        lines = chunk.replace("\r", "").split("\n")
-        while lines and tag not in lines[0]:
-            lines.pop(0)
-        out = "\n".join(lines[1:])
-        status = int(m.group(1))
+        self.console.write(f"echo {begin}; {command}; echo {end} $?\n")
+        b = self.console.wait_for(rb"(?:^|\n)" + begin.encode() + rb"\r?\n", timeout, start)
+        # From the newline that ends the begin line, so empty output matches.
+        e = self.console.wait_for(rb"\n" + end.encode() + rb" (\d+)\r?\n", timeout, b.end() - 1)
+        out = bytes(self.console.buf[b.end():max(b.end(), e.start())]).decode("utf-8", "replace")
+        out = out.replace("\r", "")
+        status = int(e.group(1))
         if check and status != 0:
             raise AssertionError(f"guest command {command!r} failed with {status}:\n{out}")
         return out
