@@ -7,6 +7,7 @@
  * The only place that prints usage and decides the process exit status. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <jansson.h>
 
 #include "api/api_client.h"
+#include "devices/virtio/net.h"
 #include "machine/vm.h"
 #include "util/log.h"
 
@@ -34,12 +36,17 @@ static void usage(FILE *out)
 		"  --console SPEC      ttyS0: stdio, file:PATH, unix:PATH or none (default stdio)\n"
 		"  --serial1 SPEC      ttyS1, same forms (default none)\n"
 		"  --api-socket PATH   serve the control API on this unix socket\n"
+		"  --disk PATH[,ro]    a raw disk image as virtio-blk (vda, vdb, ... in order);\n"
+		"                      ro makes it read-only (up to %d)\n"
+		"  --net tap=NAME[,mac=MAC][,create=on]\n"
+		"                      a virtio-net card on an existing TAP device, or on a\n"
+		"                      new one with create=on (up to %d)\n"
 		"  --log-level LEVEL   error, warning, info or debug (default info)\n"
 		"\n"
 		"exit status of vm run: 0 guest powered off or stopped by the API, 1 error,\n"
 		"2 bad command line, 3 guest asked to reboot, 4 guest reported a failure,\n"
 		"128+N stopped by signal N\n",
-		VM_MAX_CPUS);
+		VM_MAX_CPUS, VM_MAX_DISKS, VM_MAX_NETS);
 }
 
 /* "256M", "2G", "1048576K", "512" (MiB when no suffix). */
@@ -91,12 +98,75 @@ static int set_log_level(const char *name)
 	return -1;
 }
 
-static int usage_error(const char *fmt, const char *arg)
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
 	fprintf(stderr, "tern: ");
-	fprintf(stderr, fmt, arg);
+	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\nRun 'tern help' for usage.\n");
+	va_end(ap);
 	return VM_EXIT_USAGE;
+}
+
+/* "PATH[,ro|,rw]": the options come after the last comma-free path part. */
+static int parse_disk(char *spec, struct vm_disk_config *disk)
+{
+	memset(disk, 0, sizeof(*disk));
+	char *opts = strchr(spec, ',');
+	if (opts)
+		*opts++ = '\0';
+	if (!*spec)
+		return usage_error("--disk: \"%s\" names no image file", spec);
+	disk->path = spec;
+	while (opts && *opts) {
+		char *next = strchr(opts, ',');
+		if (next)
+			*next++ = '\0';
+		if (strcmp(opts, "ro") == 0 || strcmp(opts, "readonly") == 0)
+			disk->read_only = true;
+		else if (strcmp(opts, "rw") == 0)
+			disk->read_only = false;
+		else
+			return usage_error("--disk: unknown option \"%s\" (use ro or rw)", opts);
+		opts = next;
+	}
+	return 0;
+}
+
+/* "tap=NAME[,mac=MAC][,create=on|off]" */
+static int parse_net(char *spec, struct vm_net_config *net)
+{
+	memset(net, 0, sizeof(*net));
+	for (char *opt = strtok(spec, ","); opt; opt = strtok(NULL, ",")) {
+		char *value = strchr(opt, '=');
+		if (!value)
+			return usage_error("--net: \"%s\" is not KEY=VALUE", opt);
+		*value++ = '\0';
+		if (strcmp(opt, "tap") == 0) {
+			if (!*value)
+				return usage_error("--net: tap=%s names no interface", value);
+			net->tap = value;
+		} else if (strcmp(opt, "mac") == 0) {
+			struct error err = { 0 };
+			if (net_parse_mac(value, net->mac, &err) < 0)
+				return usage_error("--net: %s", err.msg);
+			net->mac_set = true;
+		} else if (strcmp(opt, "create") == 0) {
+			if (strcmp(value, "on") == 0)
+				net->create = true;
+			else if (strcmp(value, "off") == 0)
+				net->create = false;
+			else
+				return usage_error("--net: create=%s: use on or off", value);
+		} else {
+			return usage_error("--net: unknown option \"%s\" (tap, mac or create)", opt);
+		}
+	}
+	if (!net->tap)
+		return usage_error("--net needs tap=NAME");
+	return 0;
 }
 
 static int check_memory(uint64_t memory)
@@ -126,7 +196,7 @@ static int check_memory(uint64_t memory)
 static int cmd_vm_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
-	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP };
+	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET };
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -138,6 +208,8 @@ static int cmd_vm_run(int argc, char **argv)
 		{ "api-socket", required_argument, NULL, OPT_API },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "net", required_argument, NULL, OPT_NET },
 		{ 0 },
 	};
 	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
@@ -168,6 +240,19 @@ static int cmd_vm_run(int argc, char **argv)
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
+		case OPT_DISK:
+			if (cfg.num_disks == VM_MAX_DISKS)
+				return usage_error("--disk %s: at most %d disks", optarg, VM_MAX_DISKS);
+			if (parse_disk(optarg, &cfg.disks[cfg.num_disks++]))
+				return VM_EXIT_USAGE;
+			break;
+		case OPT_NET:
+			if (cfg.num_nets == VM_MAX_NETS)
+				return usage_error("--net %s: at most %d network cards", optarg,
+						   VM_MAX_NETS);
+			if (parse_net(optarg, &cfg.nets[cfg.num_nets++]))
+				return VM_EXIT_USAGE;
+			break;
 		case ':':
 			return usage_error("option %s needs a value", argv[optind - 1]);
 		default:
@@ -177,7 +262,7 @@ static int cmd_vm_run(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	if (!cfg.kernel)
-		return usage_error("%s", "vm run needs --kernel IMAGE");
+		return usage_error("vm run needs --kernel IMAGE");
 	if (cfg.cpus == 0 || cfg.cpus > VM_MAX_CPUS) {
 		fprintf(stderr, "tern: --cpus %u is out of range: tern supports 1 to %d harts\n",
 			cfg.cpus, VM_MAX_CPUS);

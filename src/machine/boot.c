@@ -173,10 +173,16 @@ int vm_load_boot_images(struct vm *vm, struct error *err)
 		.plic_num_sources = PLIC_SOURCES,
 		.uarts = { { MEMMAP_UART0_BASE, 0x100, IRQ_UART0 }, { MEMMAP_UART1_BASE, 0x100, IRQ_UART1 } },
 		.num_uarts = 2,
+		.num_virtio = vm->num_virtio,
 		.bootargs = cfg->cmdline,
 		.initrd_start = vm->initrd_start,
 		.initrd_end = vm->initrd_end,
 	};
+	for (unsigned i = 0; i < vm->num_virtio; i++) {
+		m.virtio[i].base = MEMMAP_VIRTIO_BASE + i * MEMMAP_VIRTIO_STRIDE;
+		m.virtio[i].size = MEMMAP_VIRTIO_STRIDE;
+		m.virtio[i].irq = IRQ_VIRTIO_FIRST + i;
+	}
 	if (getrandom(m.rng_seed, sizeof(m.rng_seed), 0) != (ssize_t)sizeof(m.rng_seed))
 		log_warn("no random seed for the guest: %s", strerror(errno));
 	void *fdt = guest_ram_ptr(&vm->ram, fdt_addr, FDT_MAX_SIZE);

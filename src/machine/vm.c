@@ -14,6 +14,9 @@
 #include "api/api_server.h"
 #include "devices/plic.h"
 #include "devices/uart16550.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/virtio.h"
 #include "machine/console.h"
 #include "util/log.h"
 
@@ -101,6 +104,45 @@ static int create_devices(struct vm *vm, struct error *err)
 	return 0;
 }
 
+/* virtio-mmio slot n: window MEMMAP_VIRTIO_BASE + n * stride, PLIC source
+ * IRQ_VIRTIO_FIRST + n. Disks take the first slots, in command-line order,
+ * so that the guest names them vda, vdb, ... in that order. */
+static int create_virtio_devices(struct vm *vm, struct error *err)
+{
+	const struct vm_config *cfg = &vm->config;
+	if (cfg->num_disks + cfg->num_nets > MEMMAP_VIRTIO_COUNT)
+		return error_set(err, EINVAL, "too many virtio devices: at most %d disks and "
+				 "network cards together", MEMMAP_VIRTIO_COUNT);
+	for (unsigned i = 0; i < cfg->num_disks + cfg->num_nets; i++) {
+		unsigned slot = vm->num_virtio;
+		uint64_t base = MEMMAP_VIRTIO_BASE + slot * MEMMAP_VIRTIO_STRIDE;
+		struct irq_line irq = plic_irq_line(vm->plic, IRQ_VIRTIO_FIRST + slot);
+		char id[64];
+		struct virtio_mmio *t;
+		if (i < cfg->num_disks) {
+			const struct vm_disk_config *d = &cfg->disks[i];
+			snprintf(id, sizeof(id), "virtio-blk@%llx", (unsigned long long)base);
+			t = virtio_blk_create(id, base, irq, &vm->ram, d->path, d->read_only, err);
+		} else {
+			const struct vm_net_config *n = &cfg->nets[i - cfg->num_disks];
+			uint8_t mac[6];
+			if (n->mac_set)
+				memcpy(mac, n->mac, 6);
+			else
+				net_random_mac(mac);
+			snprintf(id, sizeof(id), "virtio-net@%llx", (unsigned long long)base);
+			t = virtio_net_create(id, base, irq, &vm->ram, n->tap, n->create, mac, err);
+		}
+		if (!t)
+			return -(err->code ? err->code : EINVAL);
+		vm->virtio[vm->num_virtio++] = t;
+		int rc = bus_add(&vm->bus, virtio_mmio_device(t), err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int vm_create(struct vm **out, const struct vm_config *config, struct error *err)
 {
 	*out = NULL;
@@ -144,6 +186,9 @@ int vm_create(struct vm **out, const struct vm_config *config, struct error *err
 	}
 
 	rc = create_devices(vm, err);
+	if (rc)
+		goto fail;
+	rc = create_virtio_devices(vm, err);
 	if (rc)
 		goto fail;
 	rc = vm_load_boot_images(vm, err);
@@ -206,17 +251,27 @@ int vm_pause(struct vm *vm, struct error *err)
 	vm->state = VM_PAUSED;
 	vm->paused_at_ns = monotonic_ns();
 	pthread_mutex_unlock(&vm->lock);
+	/* With the harts parked, stop the devices too: after this nothing
+	 * writes guest memory until resume. */
+	for (unsigned i = 0; i < vm->num_virtio; i++)
+		virtio_mmio_pause(vm->virtio[i]);
 	return 0;
 }
 
 int vm_resume(struct vm *vm, struct error *err)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_PAUSED) {
-		enum vm_state st = vm->state;
-		pthread_mutex_unlock(&vm->lock);
+	enum vm_state st = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	if (st != VM_PAUSED)
 		return error_set(err, EBUSY, "the VM is %s, not paused", vm_state_name(st));
-	}
+
+	/* Devices first, outside vm->lock: a resumed device may interrupt a
+	 * hart at once, and raising an interrupt takes that lock. */
+	for (unsigned i = 0; i < vm->num_virtio; i++)
+		virtio_mmio_resume(vm->virtio[i]);
+
+	pthread_mutex_lock(&vm->lock);
 	/* Move the clock's origin forward by the time spent paused. */
 	int64_t paused_for = monotonic_ns() - vm->paused_at_ns;
 	__atomic_store_n(&vm->clock_base_ns, vm->clock_base_ns + paused_for, __ATOMIC_RELEASE);

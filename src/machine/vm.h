@@ -20,6 +20,7 @@ struct console;
 struct plic;
 struct uart16550;
 struct api_server;
+struct virtio_mmio;
 
 /* Process exit statuses of `tern vm run`. */
 enum vm_exit_status {
@@ -31,6 +32,21 @@ enum vm_exit_status {
 	VM_EXIT_SIGNAL_BASE = 128, /* + signal number, like a shell */
 };
 
+#define VM_MAX_DISKS 4
+#define VM_MAX_NETS 4
+
+struct vm_disk_config {
+	const char *path;
+	bool read_only;
+};
+
+struct vm_net_config {
+	const char *tap;             /* TAP interface name */
+	bool create;                 /* create it (else it must exist) */
+	bool mac_set;
+	uint8_t mac[6];
+};
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;          /* may be NULL */
@@ -40,6 +56,10 @@ struct vm_config {
 	const char *console;         /* ttyS0: "stdio", "file:PATH", "unix:PATH", "none" */
 	const char *serial1;         /* ttyS1, same forms; NULL = "none" */
 	const char *api_socket;      /* may be NULL */
+	struct vm_disk_config disks[VM_MAX_DISKS];
+	unsigned num_disks;          /* vda, vdb, ... in this order */
+	struct vm_net_config nets[VM_MAX_NETS];
+	unsigned num_nets;
 };
 
 /* SBI hart state management states (SBI spec 2.0, chapter 9). */
@@ -78,6 +98,8 @@ struct vm {
 	struct uart16550 *uart[2];
 	struct console *console[2];
 	struct api_server *api;
+	struct virtio_mmio *virtio[MEMMAP_VIRTIO_COUNT];
+	unsigned num_virtio;         /* disks first, then network cards */
 	struct cpu_env cpu_env;
 	struct hart harts[VM_MAX_CPUS];
 	unsigned num_harts;

@@ -23,7 +23,13 @@
 #include "util/error.h"
 
 #define STATE_REQUIRED 0x0001u
+/* Set by state_begin(): the value is a nested record. It is what lets the
+ * reader check the framing of nested records without knowing the ids.
+ * A reader refuses fields with flag bits it does not know. */
+#define STATE_RECORD 0x0002u
 #define STATE_FIELD_HEADER 8
+/* Records nested more than this many levels below the one being read are
+ * refused. */
 #define STATE_MAX_DEPTH 8
 
 struct state_writer {
@@ -57,9 +63,12 @@ struct state_reader {
 	const char *what;       /* for messages: "virtio-blk@10001000" */
 };
 
-/* Checks the framing of every field (recursively for ids listed in
- * `records`) and that every STATE_REQUIRED field has an id listed in
- * `known`. Must succeed before any state_get_*. */
+/* Checks the framing of every field (recursively for fields flagged
+ * STATE_RECORD), that no id appears twice in one record, and that every
+ * STATE_REQUIRED field has an id listed in `known`. Must succeed before
+ * any state_get_*. known == NULL skips only the last check: for a record
+ * handed on to code that reads it again with its own list (a device's or a
+ * backend's restore calls state_reader_init on r->data, r->len itself). */
 int state_reader_init(struct state_reader *r, const void *data, size_t len, const char *what,
 		      const uint16_t *known, size_t n_known, struct error *err);
 
@@ -76,7 +85,8 @@ int state_get_bytes(const struct state_reader *r, uint16_t id, void *out, size_t
 /* Any length: points into the record. */
 int state_get_blob(const struct state_reader *r, uint16_t id, const void **data, size_t *len,
 		   struct error *err);
-/* A nested record, itself checked against `known` like state_reader_init. */
+/* A nested record (a field flagged STATE_RECORD), itself checked against
+ * `known` like state_reader_init (NULL: not checked, see there). */
 int state_get_record(const struct state_reader *r, uint16_t id, struct state_reader *sub,
 		     const uint16_t *known, size_t n_known, struct error *err);
 bool state_has(const struct state_reader *r, uint16_t id);

@@ -104,7 +104,7 @@ class Console:
 
 class Vm:
     def __init__(self, workdir, cpus=1, memory="256M", cmdline="", binary=None,
-                 kernel=None, initrd=None, extra_args=()):
+                 kernel=None, initrd=None, extra_args=(), disks=(), nets=(), netns=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus
@@ -114,6 +114,9 @@ class Vm:
         self.kernel = kernel
         self.initrd = initrd
         self.extra_args = list(extra_args)
+        self.disks = list(disks)       # "PATH" or "PATH,ro"
+        self.nets = list(nets)         # "tap=NAME,mac=MAC"
+        self.netns = netns             # a netlab.Namespace to run tern in
         self.console_path = self.workdir / "console.sock"
         self.api_path = self.workdir / "api.sock"
         self.serial1_path = self.workdir / "ttyS1.out"
@@ -132,8 +135,13 @@ class Vm:
                "--api-socket", str(self.api_path)]
         if self.initrd:
             cmd += ["--initrd", str(self.initrd)]
+        for d in self.disks:
+            cmd += ["--disk", str(d)]
+        for n in self.nets:
+            cmd += ["--net", n]
         cmd += ["--cmdline", f"console=ttyS0 {self.cmdline}".strip()]
-        return cmd + self.extra_args
+        cmd += self.extra_args
+        return (self.netns.prefix() if self.netns else []) + cmd
 
     def start(self):
         self.log = open(self.log_path, "wb")

@@ -64,8 +64,10 @@ int vq_validate(const struct virtq *q, struct error *err);
 
 /* Takes the next available chain: 1 = got one, 0 = none available,
  * negative errno = the driver wrote nonsense (loop, out-of-range address
- * or index, zero-length or oversized table, too many descriptors,
- * readable after writable); err says what. */
+ * or index, zero-length descriptor, zero-length or oversized table, too
+ * many descriptors, readable after writable); err says what, and the queue
+ * is left as it was. With event index, a successful pop also publishes
+ * avail_event (see queue.c). */
 int vq_pop(struct virtq *q, struct vq_chain *chain, struct error *err);
 
 /* Gives chain `head` back with `written` bytes written into its

@@ -52,20 +52,29 @@ struct virtio_backend_ops {
 	unsigned num_queues;
 	uint16_t queue_max_size;        /* a power of two, at most VQ_MAX_SIZE */
 	uint32_t config_size;           /* bytes of device config space */
-	/* Feature bits the device offers (VERSION_1 is added by the transport). */
+	/* Feature bits the device offers (VERSION_1 is added by the transport).
+	 * Called once, by virtio_mmio_create. The transport drops the reserved
+	 * bits 28..41 and adds VERSION_1, EVENT_IDX and INDIRECT_DESC itself. */
 	uint64_t (*features)(void *be);
 	/* Config space access, bounds already checked; called with the
 	 * transport lock held, so it must not call back into the transport. */
 	void (*config_read)(void *be, uint32_t offset, void *buf, uint32_t len);
 	void (*config_write)(void *be, uint32_t offset, const void *buf, uint32_t len);
 	/* The driver set DRIVER_OK: negotiated features are final and the
-	 * queues are set up. Start serving. Non-zero = refuse (NEEDS_RESET). */
+	 * queues are set up. Start serving. Non-zero = refuse (NEEDS_RESET).
+	 * Also called by the transport's restore, possibly while paused: then
+	 * touch no guest memory until resume. */
 	int (*activate)(void *be, struct error *err);
 	/* Device reset by the driver (status 0) or by tern: stop touching guest
 	 * memory and the queues before returning; forget in-flight work. */
 	void (*reset)(void *be);
 	/* The driver notified queue `queue`. Runs on a hart thread: must not
-	 * block; typically wakes the backend's worker. */
+	 * block; typically wakes the backend's worker. Only called between a
+	 * successful activate and the next reset, never concurrently with
+	 * activate/reset/pause/resume/save/restore, and without the transport
+	 * lock (it may still come while paused: defer the work to resume).
+	 * The transport also calls it once per ready queue right after
+	 * activate and after resume, so work made available meanwhile is seen. */
 	void (*notify)(void *be, unsigned queue);
 	/* Stop taking work and finish in-flight I/O, so that after return the
 	 * backend writes no guest memory until resume (snapshot, migration). */
