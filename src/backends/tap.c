@@ -54,8 +54,8 @@ static int inet_socket(const char *name, struct error *err)
 	return s;
 }
 
-/* 1 = `name` exists and is a TAP, 0 = no such interface; negative with a
- * message when it exists but is something else. */
+/* 0 = no interface `name`, 1 = it is a TAP, 2 = it is something else
+ * (err says what), negative = the question could not be asked. */
 static int probe_existing(const char *name, struct error *err)
 {
 	int s = inet_socket(name, err);
@@ -73,21 +73,24 @@ static int probe_existing(const char *name, struct error *err)
 	memset(&info, 0, sizeof(info));
 	info.cmd = ETHTOOL_GDRVINFO;
 	ifr.ifr_data = (void *)&info;
+	rc = 2;
 	if (ioctl(s, SIOCETHTOOL, &ifr) < 0) {
 		/* Interfaces without ethtool support (lo) are not TAPs. */
-		rc = errno == EOPNOTSUPP ? error_set(err, ENODEV, "interface %s is not a TAP device", name)
-					 : error_errno(err, errno, "cannot query interface %s", name);
+		if (errno == EOPNOTSUPP)
+			error_set(err, ENODEV, "interface %s is not a TAP device", name);
+		else
+			rc = error_errno(err, errno, "cannot query interface %s", name);
 		goto out;
 	}
 	info.driver[sizeof(info.driver) - 1] = '\0';
 	info.bus_info[sizeof(info.bus_info) - 1] = '\0';
 	if (strcmp(info.driver, "tun") != 0)
-		rc = error_set(err, ENODEV, "interface %s is not a TAP device (its driver is %s)",
-			       name, info.driver);
+		error_set(err, ENODEV, "interface %s is not a TAP device (its driver is %s)", name,
+			  info.driver);
 	else if (strcmp(info.bus_info, "tap") != 0)
-		rc = error_set(err, ENODEV,
-			       "interface %s is a TUN device, not a TAP: create a TAP with `ip tuntap add %s mode tap`",
-			       name, name);
+		error_set(err, ENODEV,
+			  "interface %s is a TUN device, not a TAP: create a TAP with `ip tuntap add %s mode tap`",
+			  name, name);
 	else
 		rc = 1;
 out:
@@ -203,6 +206,12 @@ int tap_open(struct tap *t, const char *name, bool create, struct error *err)
 		return error_set(err, EEXIST,
 				 "cannot create TAP device %s: it already exists (use create=off to attach to it)",
 				 name);
+	if (rc == 2 && create)
+		return error_set(err, EEXIST,
+				 "cannot create TAP device %s: an interface of that name already exists",
+				 name);
+	if (rc == 2)
+		return -ENODEV;         /* err already says what it is */
 
 	t->fd = open(TUN_PATH, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (t->fd < 0) {

@@ -17,6 +17,7 @@ def recv(port):
         srv.listen(1)
         print("LISTENING", flush=True)
         conn, _ = srv.accept()
+        t0 = time.monotonic()
         h, n = hashlib.md5(), 0
         with conn:
             while True:
@@ -25,7 +26,7 @@ def recv(port):
                     break
                 h.update(data)
                 n += len(data)
-    print(n, h.hexdigest(), flush=True)
+    print(n, h.hexdigest(), "%.3f" % (time.monotonic() - t0), flush=True)
 
 
 def send(host, port, total):
@@ -38,6 +39,7 @@ def send(host, port, total):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+    t0 = time.monotonic()
     h, n = hashlib.md5(), 0
     conn.settimeout(300)
     with conn:
@@ -46,7 +48,7 @@ def send(host, port, total):
             conn.sendall(chunk)
             h.update(chunk)
             n += len(chunk)
-    print(n, h.hexdigest(), flush=True)
+    print(n, h.hexdigest(), "%.3f" % (time.monotonic() - t0), flush=True)
 
 
 if __name__ == "__main__":

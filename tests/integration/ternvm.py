@@ -167,7 +167,9 @@ class Vm:
         self._marker += 1
         begin, end = f"__TERN_S{self._marker}__", f"__TERN_E{self._marker}__"
         start = self.console.mark()
-        self.console.write(f"echo {begin}; {command}; echo {end} $?\n")
+        # A command ending in & already ends its list: no ";" after it.
+        sep = " " if command.rstrip().endswith("&") else "; "
+        self.console.write(f"echo {begin}; {command}{sep}echo {end} $?\n")
         b = self.console.wait_for(rb"(?:^|\n)" + begin.encode() + rb"\r?\n", timeout, start)
         # From the newline that ends the begin line, so empty output matches.
         e = self.console.wait_for(rb"\n" + end.encode() + rb" (\d+)\r?\n", timeout, b.end() - 1)

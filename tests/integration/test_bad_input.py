@@ -241,3 +241,97 @@ def test_api_wrong_state_requests(idle_vm):
 def test_api_stop_ends_process(idle_vm):
     assert idle_vm.api("stop")["ok"] is True
     assert idle_vm.wait_exit(30) == 0
+
+
+# ---- disks and network cards ---------------------------------------------------
+
+def test_missing_disk_image(tern, tmp_path, idle_kernel):
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--console", "none",
+                  "--disk", tmp_path / "nope.img")
+    assert rc == 1
+    assert "nope.img" in err and "No such file" in err
+
+
+def test_disk_size_not_multiple_of_512(tern, tmp_path, idle_kernel):
+    img = tmp_path / "odd.img"
+    img.write_bytes(b"\0" * 1000)
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--console", "none", "--disk", img)
+    assert rc == 1
+    assert "512" in err and "odd.img" in err
+
+
+def test_unreadable_disk_image(tern, tmp_path, idle_kernel):
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--console", "none",
+                  "--disk", tmp_path)
+    assert rc == 1
+    assert str(tmp_path) in err
+
+
+def test_disk_option_unknown(tern, tmp_path, idle_kernel):
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--disk", f"{tmp_path}/x.img,fast")
+    assert rc == 2
+    assert "unknown option" in err and "fast" in err
+
+
+def test_disk_in_use_by_another_vm(tern, tmp_path, idle_kernel):
+    img = tmp_path / "shared.img"
+    with open(img, "wb") as f:
+        f.truncate(1 << 20)
+    first = Vm(tmp_path / "first", binary=tern, kernel=idle_kernel, initrd=None, disks=[img])
+    first.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not first.api_path.exists():
+            assert time.monotonic() < deadline, first.log_text()
+            time.sleep(0.05)
+        rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--console", "none", "--disk", img)
+        assert rc == 1
+        assert "in use by another process" in err
+        assert first.api("status")["result"]["state"] == "running"
+    finally:
+        first.close()
+
+
+@pytest.mark.parametrize("mac", ["zz:00:00:00:00:01", "52:54:00:12:34", "01:00:5e:00:00:01",
+                                 "00:00:00:00:00:00", "52-54-00-12-34-56x"])
+def test_malformed_mac(tern, idle_kernel, mac):
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--net", f"tap=tap0,mac={mac}")
+    assert rc == 2
+    assert "--net" in err and "MAC" in err.upper()
+
+
+def test_net_without_tap(tern, idle_kernel):
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--net", "mac=52:54:00:00:00:01")
+    assert rc == 2
+    assert "tap=NAME" in err
+
+
+def test_tap_that_does_not_exist(tern, idle_kernel):
+    rc, err = run(tern, "vm", "run", "--kernel", idle_kernel, "--console", "none",
+                  "--net", "tap=terntnope0")
+    assert rc == 1
+    assert "no TAP device terntnope0" in err
+
+
+def test_tap_that_is_busy(tern, tmp_path, idle_kernel):
+    from netlab import Namespace
+    ns = Namespace()
+    try:
+        ns.add_tap("tap0")
+        first = Vm(tmp_path / "first", binary=tern, kernel=idle_kernel, initrd=None,
+                   nets=["tap=tap0"], netns=ns)
+        first.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not first.api_path.exists():
+                assert time.monotonic() < deadline, first.log_text()
+                time.sleep(0.05)
+            p = subprocess.run(ns.prefix() + [tern, "vm", "run", "--kernel", str(idle_kernel),
+                                              "--console", "none", "--net", "tap=tap0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            assert p.returncode == 1
+            assert b"busy" in p.stderr
+        finally:
+            first.close()
+    finally:
+        ns.close()

@@ -352,6 +352,49 @@ static void test_full_ring_and_push(void **state)
 	assert_false(guest_ram_page_dirty(&f->ram, AVAIL_GPA));
 }
 
+/* vq_push_many publishes all elements with one used->idx store, wrapping
+ * the ring; vq_unpop makes the same chains come out of vq_pop again. */
+static void test_push_many_and_unpop(void **state)
+{
+	struct fx *f = *state;
+	for (unsigned i = 0; i < QSZ; i++)
+		desc(f, i, BUF_GPA + 0x100 * i, 0x100, VRING_DESC_F_WRITE, 0);
+	/* Advance the used ring near its end so the batch wraps around. */
+	for (unsigned i = 0; i < QSZ - 2; i++) {
+		offer(f, (uint16_t)i);
+		assert_int_equal(pop(f), 1);
+		vq_push(&f->q, f->chain.head, 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		offer(f, (uint16_t)(i + 3));
+	struct vq_used batch[4];
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(pop(f), 1);
+		batch[i] = (struct vq_used){ f->chain.head, 100 + i };
+	}
+	/* Give the last two back: they come out again, in order. */
+	vq_unpop(&f->q, 2);
+	for (unsigned i = 2; i < 4; i++) {
+		assert_int_equal(pop(f), 1);
+		assert_int_equal(f->chain.head, batch[i].head);
+	}
+	assert_int_equal(pop(f), 0);
+
+	guest_ram_clear_dirty(&f->ram);
+	uint16_t before = used_idx(f);
+	vq_push_many(&f->q, batch, 4);
+	assert_int_equal(used_idx(f), (uint16_t)(before + 4));
+	for (unsigned i = 0; i < 4; i++) {
+		unsigned slot = (before + i) % QSZ;
+		assert_int_equal(r32(f, USED_GPA + 4 + 8 * slot), batch[i].head);
+		assert_int_equal(r32(f, USED_GPA + 8 + 8 * slot), 100 + i);
+	}
+	assert_true(guest_ram_page_dirty(&f->ram, USED_GPA));
+	/* An empty batch changes nothing. */
+	vq_push_many(&f->q, batch, 0);
+	assert_int_equal(used_idx(f), (uint16_t)(before + 4));
+}
+
 static void test_index_wraparound(void **state)
 {
 	struct fx *f = *state;
@@ -884,6 +927,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_indirect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_then_indirect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_longest_indirect_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_many_and_unpop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_ring_and_push, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_wraparound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_self_loop, setup, teardown),

@@ -83,10 +83,6 @@ enum {
 	 BIT(VIRTIO_NET_F_CTRL_VQ) | BIT(VIRTIO_NET_F_CTRL_RX) |                        \
 	 BIT(VIRTIO_NET_F_GUEST_ANNOUNCE))
 
-struct rx_piece {
-	uint16_t head;
-	uint32_t len;
-};
 
 struct net {
 	struct virtio_mmio *t;          /* set once virtio_mmio_create returned */
@@ -104,7 +100,6 @@ struct net {
 	/* under lock */
 	bool stop, active, paused, busy;
 	bool promisc, allmulti;         /* RX mode set by the driver (5.1.6.5.1) */
-	bool tap_gone;                  /* POLLERR/POLLHUP: the interface was deleted */
 
 	uint16_t status;                /* VIRTIO_NET_S_*, atomic */
 
@@ -112,6 +107,8 @@ struct net {
 	uint64_t features;              /* negotiated, from activate */
 	struct virtq *rxq, *txq, *ctrlq;
 	bool broken;                    /* we set NEEDS_RESET; serve nothing until reset */
+	bool tap_gone;                  /* the TAP failed (deleted): never polled again;
+					 * the I/O thread's alone */
 	bool tx_blocked;                /* the TAP said EAGAIN: wait for POLLOUT */
 	bool rx_notify;                 /* out of receive buffers: notifications on */
 	uint8_t *rx_buf;                /* the packet being delivered (header + frame) */
@@ -120,7 +117,7 @@ struct net {
 	unsigned rx_held;               /* chains popped for it, not yet pushed */
 	unsigned rx_pushed;             /* chains pushed in this round */
 	uint64_t rx_dropped, tx_dropped;
-	struct rx_piece rx_pieces[VQ_MAX_SIZE];
+	struct vq_used rx_pieces[VQ_MAX_SIZE];
 	struct vq_chain rx_first;       /* the chain that gets the header */
 	struct vq_chain chain;          /* scratch */
 	struct iovec iov[VQ_MAX_CHAIN];
@@ -233,7 +230,7 @@ static bool mac_is_unicast(const uint8_t mac[6])
  * avail ring slots while they are outstanding. */
 static void rx_unpop_held(struct net *n)
 {
-	n->rxq->last_avail_idx = (uint16_t)(n->rxq->last_avail_idx - n->rx_held);
+	vq_unpop(n->rxq, (uint16_t)n->rx_held);
 	n->rx_held = 0;
 	n->rx_off = 0;
 }
@@ -241,25 +238,10 @@ static void rx_unpop_held(struct net *n)
 /* Publishes the chains of one packet as used, all at once: with merged
  * buffers the driver reads num_buffers from the first and then expects the
  * others to be in the used ring already (Linux drops the packet as
- * "buffers missing" otherwise). vq_push() publishes used->idx per chain, so
- * all but the last element are written here first and the last vq_push()
- * publishes the lot with its release store.
- * TODO: use a batch push from queue.h once it offers one. */
+ * "buffers missing" otherwise). */
 static void rx_push_all(struct net *n)
 {
-	struct virtq *q = n->rxq;
-	for (unsigned i = 0; i + 1 < n->rx_held; i++) {
-		uint8_t elem[8];
-		uint32_t id = htole32(n->rx_pieces[i].head), len = htole32(n->rx_pieces[i].len);
-		memcpy(elem, &id, 4);
-		memcpy(elem + 4, &len, 4);
-		uint64_t gpa = q->used_addr + 4 + 8ull * (uint16_t)(q->used_idx & (q->num - 1));
-		/* Inside RAM: vq_validate checked the whole used ring. */
-		guest_ram_write(n->ram, gpa, elem, sizeof(elem));
-		q->used_idx++;
-	}
-	const struct rx_piece *last = &n->rx_pieces[n->rx_held - 1];
-	vq_push(q, last->head, last->len);
+	vq_push_many(n->rxq, n->rx_pieces, n->rx_held);
 	n->rx_pushed += n->rx_held;
 	n->rx_held = 0;
 	n->rx_off = 0;
@@ -301,7 +283,7 @@ static int rx_deliver(struct net *n)
 		if (rc == 0)
 			return 0;
 		if (c->readable || c->writable < VIRTIO_NET_HDR_LEN) {
-			char why[128];
+			char why[160];
 			snprintf(why, sizeof(why),
 				 "receive chain %u has %u device-readable and %u writable bytes; it must be writable only and hold the %d-byte header",
 				 c->head, c->readable, c->writable, VIRTIO_NET_HDR_LEN);
@@ -323,11 +305,11 @@ static int rx_deliver(struct net *n)
 		/* The first chain is written last, once num_buffers is known. */
 		if (n->rx_held)
 			vq_chain_write(n->ram, c, 0, n->rx_buf + n->rx_off, take);
-		n->rx_pieces[n->rx_held++] = (struct rx_piece){ c->head, (uint32_t)take };
+		n->rx_pieces[n->rx_held++] = (struct vq_used){ c->head, (uint32_t)take };
 		n->rx_off += take;
 	}
 	put_le16(n->rx_buf + VIRTIO_NET_HDR_NUM_BUFFERS, (uint16_t)n->rx_held);
-	vq_chain_write(n->ram, &n->rx_first, 0, n->rx_buf, n->rx_pieces[0].len);
+	vq_chain_write(n->ram, &n->rx_first, 0, n->rx_buf, n->rx_pieces[0].written);
 	rx_push_all(n);
 	return 1;
 }
@@ -365,6 +347,18 @@ static bool rx_accept(struct net *n)
 	return true;
 }
 
+/* The TAP cannot be read any more (deleted under us): stop polling it,
+ * or poll() would report it forever. Transmitted packets are still taken
+ * from the guest and dropped, so its driver does not stall. */
+static void tap_failed(struct net *n, int err)
+{
+	bool first = !n->tap_gone;
+	n->tap_gone = true;
+	if (first)
+		log_error("%s: TAP %s failed (%s; deleted?): the guest's network is cut off", n->id,
+			  n->tap.name, strerror(err));
+}
+
 /* Returns true if it stopped at the batch limit with work left. */
 static bool serve_rx(struct net *n)
 {
@@ -382,19 +376,27 @@ static bool serve_rx(struct net *n)
 		if (packets == RX_BATCH)
 			break;
 		if (!n->rx_len) {
+			if (n->tap_gone)
+				break;
 			struct iovec iov = { n->rx_buf, RX_BUF_SIZE };
 			ssize_t r = tap_readv(&n->tap, &iov, 1);
 			if (r == -EAGAIN)
 				break;
 			packets++;
-			if (r < 0) {
-				/* The packet is gone (EFAULT: larger than our buffer). */
+			if (r == -EFAULT || r == -EINVAL) {
+				/* Larger than our buffer: the kernel dropped it. */
 				n->rx_dropped++;
 				if (worth_logging(n->rx_dropped))
-					log_warn("%s: reading TAP %s: %s (%llu dropped so far)", n->id,
-						 n->tap.name, strerror((int)-r),
+					log_warn("%s: TAP %s had a packet larger than %d bytes (%llu dropped so far)",
+						 n->id, n->tap.name, RX_BUF_SIZE,
 						 (unsigned long long)n->rx_dropped);
 				continue;
+			}
+			if (r < 0) {
+				/* EBADFD: the interface was deleted. Reading
+				 * again would fail the same way, forever. */
+				tap_failed(n, (int)-r);
+				break;
 			}
 			n->rx_len = (size_t)r;
 			if (!rx_accept(n))
@@ -462,7 +464,7 @@ static bool serve_tx(struct net *n)
 		ssize_t w = tap_writev(&n->tap, n->iov, cnt);
 		if (w == -EAGAIN) {
 			/* Take it again when the TAP has room. */
-			q->last_avail_idx--;
+			vq_unpop(q, 1);
 			n->tx_blocked = true;
 			break;
 		}
@@ -572,7 +574,7 @@ static bool serve_ctrl(struct net *n)
 		if (rc == 0)
 			break;
 		if (c->readable < 2 || c->writable < 1) {
-			char why[112];
+			char why[160];
 			snprintf(why, sizeof(why),
 				 "control chain %u has %u readable and %u writable bytes; it needs class, command and an ack byte",
 				 c->head, c->readable, c->writable);
@@ -662,15 +664,8 @@ static void *io_main(void *arg)
 			if (read(n->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				log_warn("%s: reading the wake-up eventfd: %s", n->id, strerror(errno));
 		}
-		if (p[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-			/* The interface was deleted under us: no more packets
-			 * either way, and polling it again would spin. */
-			log_error("%s: TAP %s has gone away (deleted?): the guest's network is cut off",
-				  n->id, n->tap.name);
-			pthread_mutex_lock(&n->lock);
-			n->tap_gone = true;
-			pthread_mutex_unlock(&n->lock);
-		}
+		if (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))
+			tap_failed(n, EBADFD);
 		tap_writable = p[1].revents & POLLOUT;
 		more = true;
 	}

@@ -407,22 +407,38 @@ int vq_pop(struct virtq *q, struct vq_chain *c, struct error *err)
 
 /* ---- returning a chain ------------------------------------------------- */
 
-void vq_push(struct virtq *q, uint16_t head, uint32_t written)
+void vq_push_many(struct virtq *q, const struct vq_used *elems, unsigned n)
 {
 	uint8_t *used = used_ring(q);
-	if (!used)
+	if (!used || n == 0)
 		return;
-	uint64_t off = USED_RING + (uint64_t)USED_ELEM_SIZE * (q->used_idx & (q->num - 1));
-	st32(used + off, head);
-	st32(used + off + 4, written);
-	q->used_idx++;
-	/* Release: the element (and the buffer contents written before this
+	uint16_t idx = q->used_idx;
+	for (unsigned i = 0; i < n; i++, idx++) {
+		uint64_t off = USED_RING + (uint64_t)USED_ELEM_SIZE * (idx & (q->num - 1));
+		st32(used + off, elems[i].head);
+		st32(used + off + 4, elems[i].written);
+	}
+	/* Release: the elements (and the buffer contents written before this
 	 * call) are visible to the driver before the new idx. */
-	st16_release(used + USED_IDX, q->used_idx);
+	st16_release(used + USED_IDX, idx);
 	/* Marked after the stores: a dirty-bitmap sweep that runs between a
 	 * store and its mark still sees the mark afterwards. */
-	guest_ram_mark_dirty(q->ram, q->used_addr + off, USED_ELEM_SIZE);
+	for (uint16_t i = q->used_idx; i != idx; i++)
+		guest_ram_mark_dirty(q->ram, q->used_addr + USED_RING +
+				     (uint64_t)USED_ELEM_SIZE * (i & (q->num - 1)), USED_ELEM_SIZE);
 	guest_ram_mark_dirty(q->ram, q->used_addr + USED_IDX, 2);
+	q->used_idx = idx;
+}
+
+void vq_push(struct virtq *q, uint16_t head, uint32_t written)
+{
+	struct vq_used e = { .head = head, .written = written };
+	vq_push_many(q, &e, 1);
+}
+
+void vq_unpop(struct virtq *q, uint16_t n)
+{
+	q->last_avail_idx = (uint16_t)(q->last_avail_idx - n);
 }
 
 /* 2.7.7.2 with event index: interrupt if used_event lies in the window of

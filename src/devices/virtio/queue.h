@@ -74,6 +74,21 @@ int vq_pop(struct virtq *q, struct vq_chain *chain, struct error *err);
  * device-writable buffers. Marks the used ring dirty. */
 void vq_push(struct virtq *q, uint16_t head, uint32_t written);
 
+/* A used ring element: which chain, and how many bytes were written. */
+struct vq_used {
+	uint16_t head;
+	uint32_t written;
+};
+
+/* Gives several chains back at once: the driver sees all of them or none
+ * (virtio-net's merged receive buffers need this: the driver reads
+ * num_buffers from the first and expects the rest to be there). */
+void vq_push_many(struct virtq *q, const struct vq_used *elems, unsigned n);
+
+/* Puts the last n chains taken with vq_pop back, to be taken again
+ * (a packet the TAP could not accept now; work a pause interrupted). */
+void vq_unpop(struct virtq *q, uint16_t n);
+
 /* Whether the driver wants an interrupt for what was pushed since the last
  * time this returned true (VRING_AVAIL_F_NO_INTERRUPT, or used_event). */
 bool vq_should_notify(struct virtq *q);
