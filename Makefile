@@ -12,7 +12,7 @@
 # becomes its own test binary linked against that library.
 
 CC      ?= gcc
-PKGS    := jansson
+PKGS    := jansson libxxhash
 CFLAGS_COMMON := -std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter \
                  -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                  -D_GNU_SOURCE -Isrc -pthread -g \

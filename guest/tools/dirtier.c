@@ -6,6 +6,7 @@
  * it can print a checksum of the whole working set to stdout, so that a
  * test can compare guest memory before and after a migration.
  *
+ * SIGUSR1 prints the checksum at once and stops the process until SIGCONT.
  * usage: dirtier [-s SIZE_MIB] [-r RATE_MIBPS] [-p seq|rand] [-t SECONDS] [-c]
  */
 #define _GNU_SOURCE
@@ -30,6 +31,16 @@
 #define PAGES_PER_BATCH 64
 
 static volatile sig_atomic_t stop_requested;
+
+static volatile sig_atomic_t freeze_requested;
+
+/* SIGUSR1: checksum the working set, then stop until SIGCONT, so that the
+ * memory stays exactly as checksummed (across a snapshot, say). */
+static void on_freeze_signal(int sig)
+{
+	(void)sig;
+	freeze_requested = 1;
+}
 
 static void on_stop_signal(int sig)
 {
@@ -205,6 +216,11 @@ int main(int argc, char **argv)
 		perror("dirtier: sigaction");
 		return 1;
 	}
+	sa.sa_handler = on_freeze_signal;
+	if (sigaction(SIGUSR1, &sa, NULL) != 0) {
+		perror("dirtier: sigaction");
+		return 1;
+	}
 
 	char rate_text[32] = "flat out";
 	if (rate_mibps)
@@ -229,6 +245,19 @@ int main(int argc, char **argv)
 	size_t cursor = 0;
 
 	while (!stop_requested) {
+		if (freeze_requested) {
+			freeze_requested = 0;
+			printf("dirtier: checksum %016" PRIx64 " (frozen)\n",
+			       checksum(mem, bytes / sizeof(uint64_t)));
+			fflush(stdout);
+			raise(SIGSTOP);
+			/* Continued: pace from now, not from before the freeze, and
+			 * look again before writing: a SIGUSR1 sent while stopped
+			 * asks for the checksum of the memory exactly as it was. */
+			pace_base = now_ns();
+			pace_base_pages = pages_written;
+			continue;
+		}
 		for (int i = 0; i < PAGES_PER_BATCH; i++) {
 			size_t page;
 

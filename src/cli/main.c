@@ -13,22 +13,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "api/api_client.h"
 #include "devices/virtio/net.h"
 #include "machine/vm.h"
+#include "migration/snapshot.h"
 #include "util/log.h"
 
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: tern vm run --kernel IMAGE [options]\n"
+		"       tern vm run --restore FILE [options]\n"
 		"       tern vm status|pause|resume|stop --api-socket PATH\n"
+		"       tern vm snapshot --api-socket PATH --to FILE [--stop]\n"
 		"\n"
 		"vm run options:\n"
-		"  --kernel IMAGE      RISC-V Linux kernel Image (required)\n"
+		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"
+		"  --restore FILE      continue the VM saved in FILE by vm snapshot; --memory\n"
+		"                      and --cpus default to the saved VM's, disks and NICs\n"
+		"                      must be given as they were\n"
 		"  --initrd FILE       initial ramdisk\n"
 		"  --cmdline TEXT      kernel command line\n"
 		"  --memory SIZE       guest RAM, e.g. 256M or 2G (default 256M)\n"
@@ -196,7 +203,7 @@ static int check_memory(uint64_t memory)
 static int cmd_vm_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
-	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET };
+	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET, OPT_RESTORE };
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -210,8 +217,11 @@ static int cmd_vm_run(int argc, char **argv)
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
+		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ 0 },
 	};
+	const char *restore = NULL;
+	bool memory_given = false, cpus_given = false;
 	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
 
 	opterr = 0;
@@ -225,10 +235,12 @@ static int cmd_vm_run(int argc, char **argv)
 		case OPT_MEMORY:
 			if (parse_size(optarg, &cfg.memory))
 				return usage_error("--memory: \"%s\" is not a size like 256M or 2G", optarg);
+			memory_given = true;
 			break;
 		case OPT_CPUS:
 			if (parse_uint(optarg, &cfg.cpus))
 				return usage_error("--cpus: \"%s\" is not a number", optarg);
+			cpus_given = true;
 			break;
 		case OPT_CONSOLE: cfg.console = optarg; break;
 		case OPT_SERIAL1: cfg.serial1 = optarg; break;
@@ -240,6 +252,7 @@ static int cmd_vm_run(int argc, char **argv)
 		case OPT_HELP:
 			usage(stdout);
 			return 0;
+		case OPT_RESTORE: restore = optarg; break;
 		case OPT_DISK:
 			if (cfg.num_disks == VM_MAX_DISKS)
 				return usage_error("--disk %s: at most %d disks", optarg, VM_MAX_DISKS);
@@ -261,21 +274,68 @@ static int cmd_vm_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
-	if (!cfg.kernel)
-		return usage_error("vm run needs --kernel IMAGE");
+	if (restore && (cfg.kernel || cfg.initrd || cfg.cmdline))
+		return usage_error("--restore continues a saved VM: --kernel, --initrd and --cmdline "
+				   "do not apply");
+	if (!restore && !cfg.kernel)
+		return usage_error("vm run needs --kernel IMAGE (or --restore FILE)");
+
+	struct error err = { 0 };
+	struct snapshot_source src = { .fd = -1 };
+	if (restore) {
+		if (snapshot_open(&src, restore, &err) < 0) {
+			fprintf(stderr, "tern: %s\n", err.msg);
+			return VM_EXIT_ERROR;
+		}
+		/* The saved VM's shape is the default; a different one given on
+		 * the command line is a mistake, said before anything starts. */
+		if (memory_given && cfg.memory != src.shape.ram_size) {
+			fprintf(stderr, "tern: %s holds a VM with %" PRIu64 " MiB of memory, not the %"
+				PRIu64 " MiB of --memory\n", restore, src.shape.ram_size >> 20,
+				cfg.memory >> 20);
+			snapshot_close(&src);
+			return VM_EXIT_ERROR;
+		}
+		if (cpus_given && cfg.cpus != src.shape.num_harts) {
+			fprintf(stderr, "tern: %s holds a VM with %u harts, not the %u of --cpus\n",
+				restore, src.shape.num_harts, cfg.cpus);
+			snapshot_close(&src);
+			return VM_EXIT_ERROR;
+		}
+		cfg.memory = src.shape.ram_size;
+		cfg.cpus = src.shape.num_harts;
+	}
 	if (cfg.cpus == 0 || cfg.cpus > VM_MAX_CPUS) {
 		fprintf(stderr, "tern: --cpus %u is out of range: tern supports 1 to %d harts\n",
 			cfg.cpus, VM_MAX_CPUS);
 		return VM_EXIT_USAGE;
 	}
-	if (check_memory(cfg.memory))
+	if (check_memory(cfg.memory)) {
+		if (restore)
+			snapshot_close(&src);
 		return VM_EXIT_USAGE;
+	}
 
-	struct error err = { 0 };
 	struct vm *vm;
 	if (vm_create(&vm, &cfg, &err) < 0) {
 		fprintf(stderr, "tern: %s\n", err.msg);
+		if (restore)
+			snapshot_close(&src);
 		return VM_EXIT_ERROR;
+	}
+	if (restore) {
+		int64_t t0 = monotonic_ns();
+		struct ram_stats ram;
+		int rc = snapshot_load(&src, vm, &ram, &err);
+		snapshot_close(&src);
+		if (rc < 0) {
+			fprintf(stderr, "tern: %s\n", err.msg);
+			vm_destroy(vm);
+			return VM_EXIT_ERROR;
+		}
+		log_info("restored %s in %lld ms (%llu pages with data, %llu zero)", restore,
+			 (long long)(monotonic_ns() - t0) / 1000000,
+			 (unsigned long long)ram.pages_data, (unsigned long long)ram.pages_zero);
 	}
 	int status = vm_run(vm);
 	vm_destroy(vm);
@@ -287,9 +347,12 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "to", required_argument, NULL, 'o' },
+		{ "stop", no_argument, NULL, 's' },
 		{ 0 },
 	};
-	const char *path = NULL;
+	const char *path = NULL, *to = NULL;
+	bool stop = false;
 	unsigned timeout_s = 30;
 	opterr = 0;
 	optind = 1;
@@ -297,6 +360,8 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
 		switch (opt) {
 		case 'a': path = optarg; break;
+		case 'o': to = optarg; break;
+		case 's': stop = true; break;
 		case 't':
 			if (parse_uint(optarg, &timeout_s))
 				return usage_error("--timeout: \"%s\" is not a number of seconds", optarg);
@@ -312,9 +377,31 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 	if (!path)
 		return usage_error("vm %s needs --api-socket PATH", command);
 
+	bool is_snapshot = strcmp(command, "snapshot") == 0;
+	if (is_snapshot && !to)
+		return usage_error("vm snapshot needs --to FILE");
+	if (!is_snapshot && (to || stop))
+		return usage_error("--to and --stop belong to vm snapshot");
+	json_t *args = NULL;
+	if (is_snapshot) {
+		/* The VMM has its own working directory: send an absolute path. */
+		char cwd[4096], *abs = NULL;
+		if (to[0] == '/')
+			abs = strdup(to);
+		else if (getcwd(cwd, sizeof(cwd)) && asprintf(&abs, "%s/%s", cwd, to) < 0)
+			abs = NULL;
+		if (!abs) {
+			fprintf(stderr, "tern: snapshot: cannot resolve %s: %s\n", to, strerror(errno));
+			return VM_EXIT_ERROR;
+		}
+		args = json_pack("{s:s, s:b}", "path", abs, "stop", stop);
+		free(abs);
+	}
 	struct error err = { 0 };
 	json_t *result = NULL;
-	if (api_call(path, command, NULL, (int)timeout_s * 1000, &result, &err) < 0) {
+	int call = api_call(path, command, args, (int)timeout_s * 1000, &result, &err);
+	json_decref(args);
+	if (call < 0) {
 		fprintf(stderr, "tern: %s: %s\n", command, err.msg);
 		return VM_EXIT_ERROR;
 	}
@@ -340,7 +427,7 @@ int main(int argc, char **argv)
 	if (strcmp(sub, "run") == 0)
 		return cmd_vm_run(argc - 2, argv + 2);
 	if (strcmp(sub, "status") == 0 || strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0 ||
-	    strcmp(sub, "stop") == 0)
+	    strcmp(sub, "stop") == 0 || strcmp(sub, "snapshot") == 0)
 		return cmd_vm_control(sub, argc - 2, argv + 2);
 	return usage_error("unknown command \"vm %s\"", sub);
 }

@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "state/state.h"
+
 #define PRIORITY_BASE 0x000000u
 #define PENDING_BASE 0x001000u
 #define ENABLE_BASE 0x002000u
@@ -254,6 +256,192 @@ static void plic_reset(struct device *dev)
 	unlock(p);
 }
 
+/* ---- save / restore ------------------------------------------------------ */
+
+/* Field ids of the saved PLIC record (see plic_save); never reuse one. */
+enum {
+	PS_VERSION = 0,
+	PS_NUM_SOURCES = 1,
+	PS_NUM_CONTEXTS = 2,
+	PS_PRIORITIES = 3,
+	PS_PENDING = 4,
+	PS_IN_SERVICE = 5,
+	PS_LEVELS = 6,
+	PS_ENABLES = 7,
+	PS_THRESHOLDS = 8,
+};
+#define PLIC_STATE_VERSION 1u
+
+/* The saved record, field by field (bitmaps: bit n is source n):
+ *
+ *   id  type                    contents
+ *    0  u32                     record version (1)
+ *    1  u32                     number of sources, source 0 included
+ *    2  u32                     number of contexts
+ *    3  bytes[sources]          priority of each source by id (0..7;
+ *                               entry 0 is 0, there is no source 0)
+ *    4  u64                     pending bits
+ *    5  u64                     claimed and not yet completed (in service)
+ *    6  u64                     input lines held high by their devices
+ *    7  bytes[8 * contexts]     each context's enable bits, le64 each
+ *    8  bytes[contexts]         each context's threshold (0..7)
+ *
+ * 1 and 2 are the shape, checked rather than restored. The context outputs
+ * follow from the rest and are recomputed. */
+static int plic_save(struct device *dev, struct state_writer *w, struct error *err)
+{
+	struct plic *p = to_plic(dev);
+	uint8_t enables[8 * PLIC_MAX_CONTEXTS];
+
+	lock(p);
+	for (unsigned ctx = 0; ctx < p->num_contexts; ctx++)
+		for (unsigned i = 0; i < 8; i++)
+			enables[8 * ctx + i] = (uint8_t)(p->enable[ctx] >> (8 * i));
+	state_put_u32(w, PS_VERSION, PLIC_STATE_VERSION);
+	state_put_u32(w, PS_NUM_SOURCES, p->num_sources);
+	state_put_u32(w, PS_NUM_CONTEXTS, p->num_contexts);
+	state_put_bytes(w, PS_PRIORITIES, p->priority, p->num_sources);
+	state_put_u64(w, PS_PENDING, p->pending);
+	state_put_u64(w, PS_IN_SERVICE, p->in_service);
+	state_put_u64(w, PS_LEVELS, p->level);
+	state_put_bytes(w, PS_ENABLES, enables, 8 * (size_t)p->num_contexts);
+	state_put_bytes(w, PS_THRESHOLDS, p->threshold, p->num_contexts);
+	unlock(p);
+	return state_writer_status(w, err);
+}
+
+/* What restore decodes and checks before any of it reaches the device;
+ * each member means what its namesake in struct plic does. */
+struct plic_saved {
+	uint64_t level, pending, in_service;
+	uint8_t priority[PLIC_MAX_SOURCES];
+	uint64_t enable[PLIC_MAX_CONTEXTS];
+	uint8_t threshold[PLIC_MAX_CONTEXTS];
+};
+
+/* A bitmap field naming only sources that exist. */
+static int get_sources(struct plic *p, const struct state_reader *r, uint16_t id,
+		       const char *name, uint64_t *out, struct error *err)
+{
+	int rc = state_get_u64(r, id, out, err);
+	if (rc)
+		return rc;
+	if (*out & ~p->valid)
+		return error_set(err, EINVAL, "%s: saved %s bits 0x%llx name sources this PLIC "
+				 "does not have (0x%llx; it has 1 to %u)", p->dev.id, name,
+				 (unsigned long long)*out, (unsigned long long)(*out & ~p->valid),
+				 p->num_sources - 1);
+	return 0;
+}
+
+static int read_saved(struct plic *p, struct state_reader *in, struct plic_saved *s,
+		      struct error *err)
+{
+	static const uint16_t known[] = {
+		PS_VERSION, PS_NUM_SOURCES, PS_NUM_CONTEXTS, PS_PRIORITIES, PS_PENDING,
+		PS_IN_SERVICE, PS_LEVELS, PS_ENABLES, PS_THRESHOLDS,
+	};
+	const char *id = p->dev.id;
+	struct state_reader r;
+	uint32_t version, num_sources, num_contexts;
+	uint8_t enables[8 * PLIC_MAX_CONTEXTS];
+	int rc;
+
+	/* Entries past the shape stay 0, as in a fresh PLIC. */
+	memset(s, 0, sizeof(*s));
+	/* The transport checked the framing without our list of ids: check
+	 * again with it, so a required field we do not know is refused. */
+	if ((rc = state_reader_init(&r, in->data, in->len, id, known,
+				    sizeof(known) / sizeof(known[0]), err)))
+		return rc;
+	if ((rc = state_get_u32(&r, PS_VERSION, &version, err)))
+		return rc;
+	if (version != PLIC_STATE_VERSION)
+		return error_set(err, EINVAL, "%s: saved PLIC state has version %u, this tern "
+				 "reads %u", id, version, PLIC_STATE_VERSION);
+	if ((rc = state_get_u32(&r, PS_NUM_SOURCES, &num_sources, err)) ||
+	    (rc = state_get_u32(&r, PS_NUM_CONTEXTS, &num_contexts, err)))
+		return rc;
+	/* The guest's device tree named this PLIC's shape; its driver has
+	 * no way to learn of another. */
+	if (num_sources != p->num_sources || num_contexts != p->num_contexts)
+		return error_set(err, EINVAL, "%s: saved PLIC has %u sources and %u contexts, "
+				 "this one %u and %u", id, num_sources, num_contexts,
+				 p->num_sources, p->num_contexts);
+
+	/* The array lengths follow from the shape just checked, so they are
+	 * within the bounds of the local arrays. */
+	if ((rc = state_get_bytes(&r, PS_PRIORITIES, s->priority, p->num_sources, err)) ||
+	    (rc = get_sources(p, &r, PS_PENDING, "pending", &s->pending, err)) ||
+	    (rc = get_sources(p, &r, PS_IN_SERVICE, "in-service", &s->in_service, err)) ||
+	    (rc = get_sources(p, &r, PS_LEVELS, "line level", &s->level, err)) ||
+	    (rc = state_get_bytes(&r, PS_ENABLES, enables, 8 * (size_t)p->num_contexts, err)) ||
+	    (rc = state_get_bytes(&r, PS_THRESHOLDS, s->threshold, p->num_contexts, err)))
+		return rc;
+
+	/* Priorities and thresholds are WARL with 3 bits: nothing else can
+	 * be read back from the registers. */
+	if (s->priority[0])
+		return error_set(err, EINVAL, "%s: saved priority %u for source 0, which does "
+				 "not exist", id, s->priority[0]);
+	for (unsigned src = 1; src < p->num_sources; src++)
+		if (s->priority[src] > PRIORITY_MASK)
+			return error_set(err, EINVAL, "%s: saved priority %u of source %u is over "
+					 "the maximum %u", id, s->priority[src], src,
+					 PRIORITY_MASK);
+	for (unsigned ctx = 0; ctx < p->num_contexts; ctx++) {
+		if (s->threshold[ctx] > PRIORITY_MASK)
+			return error_set(err, EINVAL, "%s: saved threshold %u of context %u is "
+					 "over the maximum %u", id, s->threshold[ctx], ctx,
+					 PRIORITY_MASK);
+		uint64_t e = 0;
+		for (unsigned i = 0; i < 8; i++)
+			e |= (uint64_t)enables[8 * ctx + i] << (8 * i);
+		if (e & ~p->valid)
+			return error_set(err, EINVAL, "%s: saved enable bits 0x%llx of context %u "
+					 "name sources this PLIC does not have", id,
+					 (unsigned long long)e, ctx);
+		s->enable[ctx] = e;
+	}
+	/* The gateway never forwards a request for a source in service, and
+	 * re-forwards when a source completes with its line high. A state
+	 * breaking either would lose or duplicate an interrupt for good. */
+	if (s->pending & s->in_service)
+		return error_set(err, EINVAL, "%s: saved sources 0x%llx are both pending and in "
+				 "service", id, (unsigned long long)(s->pending & s->in_service));
+	uint64_t lost = s->level & ~s->in_service & ~s->pending;
+	if (lost)
+		return error_set(err, EINVAL, "%s: saved lines 0x%llx are high but neither "
+				 "pending nor in service", id, (unsigned long long)lost);
+	return 0;
+}
+
+static int plic_restore(struct device *dev, struct state_reader *in, struct error *err)
+{
+	struct plic *p = to_plic(dev);
+	struct plic_saved s;
+	int rc = read_saved(p, in, &s, err);
+	if (rc)
+		return rc;
+
+	lock(p);
+	p->level = s.level;
+	p->pending = s.pending;
+	p->in_service = s.in_service;
+	memcpy(p->priority, s.priority, sizeof(p->priority));
+	memcpy(p->enable, s.enable, sizeof(p->enable));
+	memcpy(p->threshold, s.threshold, sizeof(p->threshold));
+	/* Every context, changed or not: the harts behind a restored PLIC
+	 * start with SEIP clear whatever this PLIC last told them. */
+	for (unsigned ctx = 0; ctx < p->num_contexts; ctx++) {
+		p->output[ctx] = best_source(p, ctx) != 0;
+		if (p->notify)
+			p->notify(p->opaque, ctx, p->output[ctx]);
+	}
+	unlock(p);
+	return 0;
+}
+
 static void plic_destroy(struct device *dev)
 {
 	struct plic *p = to_plic(dev);
@@ -266,8 +454,8 @@ static const struct device_ops plic_ops = {
 	.read = plic_read,
 	.write = plic_write,
 	.reset = plic_reset,
-	.save = NULL,
-	.restore = NULL,
+	.save = plic_save,
+	.restore = plic_restore,
 	.destroy = plic_destroy,
 };
 

@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "state/state.h"
+
 #define FIFO_SIZE 16
 
 /* Register offsets (reg-shift 0). */
@@ -145,10 +147,16 @@ static bool fifos_enabled(const struct uart16550 *u)
 	return u->fcr & FCR_ENABLE;
 }
 
-/* With FIFOs off the part behaves as a 16450: a single holding register. */
+/* With FIFOs off the part behaves as a 16450: a single holding register.
+ * Takes the FCR value so restore can check a saved one. */
+static unsigned rx_capacity_for(uint8_t fcr)
+{
+	return (fcr & FCR_ENABLE) ? FIFO_SIZE : 1;
+}
+
 static unsigned rx_capacity(const struct uart16550 *u)
 {
-	return fifos_enabled(u) ? FIFO_SIZE : 1;
+	return rx_capacity_for(u->fcr);
 }
 
 static unsigned rx_trigger(const struct uart16550 *u)
@@ -216,21 +224,27 @@ static void update_irq(struct uart16550 *u)
 }
 
 /* The modem inputs: in loopback they are wired to the modem outputs
- * (MCR bit 4: DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD). */
-static uint8_t modem_inputs(const struct uart16550 *u)
+ * (MCR bit 4: DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD). Takes the MCR
+ * value so restore can check a saved one. */
+static uint8_t modem_inputs_for(uint8_t mcr)
 {
-	if (!(u->mcr & MCR_LOOP))
+	if (!(mcr & MCR_LOOP))
 		return MSR_CTS | MSR_DSR | MSR_DCD;
 	uint8_t in = 0;
-	if (u->mcr & MCR_DTR)
+	if (mcr & MCR_DTR)
 		in |= MSR_DSR;
-	if (u->mcr & MCR_RTS)
+	if (mcr & MCR_RTS)
 		in |= MSR_CTS;
-	if (u->mcr & MCR_OUT1)
+	if (mcr & MCR_OUT1)
 		in |= MSR_RI;
-	if (u->mcr & MCR_OUT2)
+	if (mcr & MCR_OUT2)
 		in |= MSR_DCD;
 	return in;
+}
+
+static uint8_t modem_inputs(const struct uart16550 *u)
+{
+	return modem_inputs_for(u->mcr);
 }
 
 static void update_modem_inputs(struct uart16550 *u)
@@ -422,6 +436,194 @@ static void uart_reset(struct device *dev)
 	unlock(u);
 }
 
+/* ---- save / restore ------------------------------------------------------ */
+
+/* Field ids of the saved UART record (see uart_save); never reuse one. */
+enum {
+	US_VERSION = 0,
+	US_IER = 1,
+	US_FCR = 2,
+	US_LCR = 3,
+	US_MCR = 4,
+	US_SCR = 5,
+	US_DLL = 6,
+	US_DLM = 7,
+	US_LSR_ERRORS = 8,
+	US_MSR_INPUTS = 9,
+	US_MSR_DELTAS = 10,
+	US_THRE_PENDING = 11,
+	US_RX_FIFO = 12,
+};
+#define UART_STATE_VERSION 1u
+
+/* The saved record, field by field:
+ *
+ *   id  type        contents
+ *    0  u32         record version (1)
+ *    1  u8          IER (bits 0-3)
+ *    2  u8          FCR as programmed: ENABLE, DMA mode, trigger (0 when
+ *                   FIFOs are off; the self-clearing bits are never kept)
+ *    3  u8          LCR, DLAB included
+ *    4  u8          MCR (bits 0-4; bit 4 is loopback)
+ *    5  u8          SCR
+ *    6  u8          DLL
+ *    7  u8          DLM
+ *    8  u8          LSR error bits OE/PE/FE/BI not yet read by the driver
+ *    9  u8          MSR inputs CTS/DSR/RI/DCD as the driver last could see
+ *                   them (the base for the next delta)
+ *   10  u8          MSR delta bits DCTS/DDSR/TERI/DDCD not yet read
+ *   11  bool        THRE indication pending (an event IIR reads withdraw)
+ *   12  bytes[0-16] receive FIFO, oldest byte first
+ *
+ * DR, THRE and TEMT in LSR, IIR and the interrupt line all follow from
+ * these, so they are recomputed on restore rather than carried. */
+static int uart_save(struct device *dev, struct state_writer *w, struct error *err)
+{
+	struct uart16550 *u = to_uart(dev);
+	uint8_t fifo[FIFO_SIZE];
+
+	lock(u);
+	for (unsigned i = 0; i < u->rx_count; i++)
+		fifo[i] = u->rx_fifo[(u->rx_head + i) % FIFO_SIZE];
+	state_put_u32(w, US_VERSION, UART_STATE_VERSION);
+	state_put_u8(w, US_IER, u->ier);
+	state_put_u8(w, US_FCR, u->fcr);
+	state_put_u8(w, US_LCR, u->lcr);
+	state_put_u8(w, US_MCR, u->mcr);
+	state_put_u8(w, US_SCR, u->scr);
+	state_put_u8(w, US_DLL, u->dll);
+	state_put_u8(w, US_DLM, u->dlm);
+	state_put_u8(w, US_LSR_ERRORS, u->lsr_errors);
+	state_put_u8(w, US_MSR_INPUTS, u->msr_inputs);
+	state_put_u8(w, US_MSR_DELTAS, u->msr_deltas);
+	state_put_bool(w, US_THRE_PENDING, u->thre_pending);
+	state_put_bytes(w, US_RX_FIFO, fifo, u->rx_count);
+	unlock(u);
+	return state_writer_status(w, err);
+}
+
+/* What restore decodes and checks before any of it reaches the device;
+ * each member means what its namesake in struct uart16550 does. */
+struct uart_saved {
+	uint8_t ier, fcr, lcr, mcr, scr, dll, dlm;
+	uint8_t lsr_errors, msr_inputs, msr_deltas;
+	bool thre_pending;
+	uint8_t rx_fifo[FIFO_SIZE];
+	unsigned rx_count;
+};
+
+static int read_saved(struct uart16550 *u, struct state_reader *in, struct uart_saved *s,
+		      struct error *err)
+{
+	static const uint16_t known[] = {
+		US_VERSION, US_IER, US_FCR, US_LCR, US_MCR, US_SCR, US_DLL, US_DLM,
+		US_LSR_ERRORS, US_MSR_INPUTS, US_MSR_DELTAS, US_THRE_PENDING, US_RX_FIFO,
+	};
+	const char *id = u->dev.id;
+	struct state_reader r;
+	uint32_t version;
+	const void *fifo;
+	size_t fifo_len;
+	int rc;
+
+	/* The transport checked the framing without our list of ids: check
+	 * again with it, so a required field we do not know is refused. */
+	if ((rc = state_reader_init(&r, in->data, in->len, id, known,
+				    sizeof(known) / sizeof(known[0]), err)))
+		return rc;
+	if ((rc = state_get_u32(&r, US_VERSION, &version, err)))
+		return rc;
+	if (version != UART_STATE_VERSION)
+		return error_set(err, EINVAL, "%s: saved ns16550a state has version %u, this "
+				 "tern reads %u", id, version, UART_STATE_VERSION);
+	if ((rc = state_get_u8(&r, US_IER, &s->ier, err)) ||
+	    (rc = state_get_u8(&r, US_FCR, &s->fcr, err)) ||
+	    (rc = state_get_u8(&r, US_LCR, &s->lcr, err)) ||
+	    (rc = state_get_u8(&r, US_MCR, &s->mcr, err)) ||
+	    (rc = state_get_u8(&r, US_SCR, &s->scr, err)) ||
+	    (rc = state_get_u8(&r, US_DLL, &s->dll, err)) ||
+	    (rc = state_get_u8(&r, US_DLM, &s->dlm, err)) ||
+	    (rc = state_get_u8(&r, US_LSR_ERRORS, &s->lsr_errors, err)) ||
+	    (rc = state_get_u8(&r, US_MSR_INPUTS, &s->msr_inputs, err)) ||
+	    (rc = state_get_u8(&r, US_MSR_DELTAS, &s->msr_deltas, err)) ||
+	    (rc = state_get_bool(&r, US_THRE_PENDING, &s->thre_pending, err)) ||
+	    (rc = state_get_blob(&r, US_RX_FIFO, &fifo, &fifo_len, err)))
+		return rc;
+
+	/* Values the registers cannot hold would otherwise leak back to the
+	 * driver on its next read. */
+	if (s->ier & ~IER_MASK)
+		return error_set(err, EINVAL, "%s: saved IER 0x%02x has bits above bit 3", id,
+				 s->ier);
+	if (s->fcr & ~(FCR_ENABLE | FCR_DMA_MODE | FCR_TRIGGER))
+		return error_set(err, EINVAL, "%s: saved FCR 0x%02x has self-clearing or "
+				 "reserved bits", id, s->fcr);
+	if (s->fcr && !(s->fcr & FCR_ENABLE))
+		return error_set(err, EINVAL, "%s: saved FCR 0x%02x programs the FIFOs without "
+				 "enabling them", id, s->fcr);
+	if (s->mcr & ~MCR_MASK)
+		return error_set(err, EINVAL, "%s: saved MCR 0x%02x has bits above bit 4", id,
+				 s->mcr);
+	if (s->lsr_errors & ~LSR_ERRORS)
+		return error_set(err, EINVAL, "%s: saved LSR error bits 0x%02x include bits that "
+				 "are not errors", id, s->lsr_errors);
+	if (s->msr_deltas & ~(MSR_DCTS | MSR_DDSR | MSR_TERI | MSR_DDCD))
+		return error_set(err, EINVAL, "%s: saved MSR delta bits 0x%02x include bits "
+				 "that are not deltas", id, s->msr_deltas);
+	/* The inputs are a function of MCR here (a ready peer, or the
+	 * loopback wiring); others would raise phantom deltas on the next
+	 * MCR write. */
+	if (s->msr_inputs != modem_inputs_for(s->mcr))
+		return error_set(err, EINVAL, "%s: saved MSR inputs 0x%02x are not the 0x%02x "
+				 "that MCR 0x%02x gives", id, s->msr_inputs,
+				 modem_inputs_for(s->mcr), s->mcr);
+	/* write_ier and transmit never leave THRE pending with ETBEI off. */
+	if (s->thre_pending && !(s->ier & IER_ETBEI))
+		return error_set(err, EINVAL, "%s: saved state has a THRE interrupt pending with "
+				 "ETBEI off (IER 0x%02x)", id, s->ier);
+	if (fifo_len > rx_capacity_for(s->fcr))
+		return error_set(err, EINVAL, "%s: saved receive FIFO holds %zu bytes, more than "
+				 "the %u it can hold with FCR 0x%02x", id, fifo_len,
+				 rx_capacity_for(s->fcr), s->fcr);
+	memcpy(s->rx_fifo, fifo, fifo_len);
+	s->rx_count = (unsigned)fifo_len;
+	return 0;
+}
+
+static int uart_restore(struct device *dev, struct state_reader *in, struct error *err)
+{
+	struct uart16550 *u = to_uart(dev);
+	struct uart_saved s;
+	int rc = read_saved(u, in, &s, err);
+	if (rc)
+		return rc;
+
+	lock(u);
+	u->ier = s.ier;
+	u->fcr = s.fcr;
+	u->lcr = s.lcr;
+	u->mcr = s.mcr;
+	u->scr = s.scr;
+	u->dll = s.dll;
+	u->dlm = s.dlm;
+	u->lsr_errors = s.lsr_errors;
+	u->msr_inputs = s.msr_inputs;
+	u->msr_deltas = s.msr_deltas;
+	u->thre_pending = s.thre_pending;
+	memcpy(u->rx_fifo, s.rx_fifo, s.rx_count);
+	u->rx_head = 0;
+	u->rx_count = s.rx_count;
+	/* The console thread may be waiting for room that now exists (or
+	 * that loopback now denies): let it look again. */
+	wake_rx_waiters(u);
+	/* Driven whatever the previous level: the controller behind the
+	 * line may itself be fresh, and setting a level twice is harmless. */
+	u->irq_level = pending_interrupt(u) != IIR_NONE;
+	irq_line_set(&u->irq, u->irq_level);
+	unlock(u);
+	return 0;
+}
+
 static void uart_destroy(struct device *dev)
 {
 	struct uart16550 *u = to_uart(dev);
@@ -435,8 +637,8 @@ static const struct device_ops uart_ops = {
 	.read = uart_read,
 	.write = uart_write,
 	.reset = uart_reset,
-	.save = NULL,
-	.restore = NULL,
+	.save = uart_save,
+	.restore = uart_restore,
 	.destroy = uart_destroy,
 };
 

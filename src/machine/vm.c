@@ -29,9 +29,21 @@ int64_t monotonic_ns(void)
 
 uint64_t vm_time_now(const struct vm *vm)
 {
+	int64_t paused_at = __atomic_load_n(&vm->paused_at_ns, __ATOMIC_ACQUIRE);
 	int64_t base = __atomic_load_n(&vm->clock_base_ns, __ATOMIC_ACQUIRE);
-	int64_t ns = monotonic_ns() - base;
+	int64_t ns = (paused_at ? paused_at : monotonic_ns()) - base;
 	return ns > 0 ? (uint64_t)ns / (1000000000ull / TIMEBASE_HZ) : 0;
+}
+
+void vm_set_guest_time(struct vm *vm, uint64_t ticks)
+{
+	int64_t now = monotonic_ns();
+	int64_t ns = (int64_t)(ticks * (1000000000ull / TIMEBASE_HZ));
+	pthread_mutex_lock(&vm->lock);
+	if (vm->paused_at_ns)
+		vm->paused_at_ns = now;
+	__atomic_store_n(&vm->clock_base_ns, now - ns, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 static uint64_t env_time_now(void *opaque)
@@ -125,13 +137,9 @@ static int create_virtio_devices(struct vm *vm, struct error *err)
 			t = virtio_blk_create(id, base, irq, &vm->ram, d->path, d->read_only, err);
 		} else {
 			const struct vm_net_config *n = &cfg->nets[i - cfg->num_disks];
-			uint8_t mac[6];
-			if (n->mac_set)
-				memcpy(mac, n->mac, 6);
-			else
-				net_random_mac(mac);
 			snprintf(id, sizeof(id), "virtio-net@%llx", (unsigned long long)base);
-			t = virtio_net_create(id, base, irq, &vm->ram, n->tap, n->create, mac, err);
+			t = virtio_net_create(id, base, irq, &vm->ram, n->tap, n->create,
+					      n->mac_set ? n->mac : NULL, err);
 		}
 		if (!t)
 			return -(err->code ? err->code : EINVAL);
@@ -191,9 +199,11 @@ int vm_create(struct vm **out, const struct vm_config *config, struct error *err
 	rc = create_virtio_devices(vm, err);
 	if (rc)
 		goto fail;
-	rc = vm_load_boot_images(vm, err);
-	if (rc)
-		goto fail;
+	if (config->kernel) {
+		rc = vm_load_boot_images(vm, err);
+		if (rc)
+			goto fail;
+	}
 	if (config->api_socket) {
 		rc = vm_api_start(vm, config->api_socket, err);
 		if (rc)
@@ -249,7 +259,7 @@ int vm_pause(struct vm *vm, struct error *err)
 		return error_set(err, ECANCELED, "the VM stopped while pausing");
 	}
 	vm->state = VM_PAUSED;
-	vm->paused_at_ns = monotonic_ns();
+	__atomic_store_n(&vm->paused_at_ns, monotonic_ns(), __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vm->lock);
 	/* With the harts parked, stop the devices too: after this nothing
 	 * writes guest memory until resume. */
@@ -275,6 +285,7 @@ int vm_resume(struct vm *vm, struct error *err)
 	/* Move the clock's origin forward by the time spent paused. */
 	int64_t paused_for = monotonic_ns() - vm->paused_at_ns;
 	__atomic_store_n(&vm->clock_base_ns, vm->clock_base_ns + paused_for, __ATOMIC_RELEASE);
+	__atomic_store_n(&vm->paused_at_ns, 0, __ATOMIC_RELEASE);
 	vm->pause_requested = false;
 	vm->state = VM_RUNNING;
 	for (unsigned i = 0; i < vm->num_harts; i++)

@@ -48,7 +48,7 @@ struct vm_net_config {
 };
 
 struct vm_config {
-	const char *kernel;
+	const char *kernel;          /* NULL when restoring: nothing is loaded */
 	const char *initrd;          /* may be NULL */
 	const char *cmdline;         /* may be NULL */
 	uint64_t memory;             /* bytes */
@@ -112,7 +112,7 @@ struct vm {
 
 	/* Guest time: monotonic host time minus the time spent paused. */
 	int64_t clock_base_ns;       /* read by harts without the lock */
-	int64_t paused_at_ns;
+	int64_t paused_at_ns;        /* non-zero while paused: guest time stands still */
 
 	uint64_t kernel_entry, fdt_addr, initrd_start, initrd_end;
 	int64_t started_ns;
@@ -129,8 +129,10 @@ int vm_resume(struct vm *vm, struct error *err);
 void vm_request_stop(struct vm *vm, int exit_status);
 const char *vm_state_name(enum vm_state state);
 
-/* Guest time in timebase ticks. */
+/* Guest time in timebase ticks; frozen while the VM is paused. */
 uint64_t vm_time_now(const struct vm *vm);
+/* Makes guest time continue from `ticks` (a restored or migrated VM). */
+void vm_set_guest_time(struct vm *vm, uint64_t ticks);
 int64_t monotonic_ns(void);
 
 /* hart.c */

@@ -3,8 +3,10 @@
 #include "machine/vm.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "api/api_server.h"
+#include "migration/snapshot.h"
 
 static int cmd_status(void *opaque, json_t *args, json_t **result, struct error *err)
 {
@@ -60,6 +62,38 @@ static int cmd_stop(void *opaque, json_t *args, json_t **result, struct error *e
 	return 0;
 }
 
+/* snapshot {"path": FILE, "stop": false}: pause, write, resume (or stop). */
+static int cmd_snapshot(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	struct vm *vm = opaque;
+	const char *key;
+	json_t *value;
+	json_object_foreach(args, key, value) {
+		if (strcmp(key, "path") != 0 && strcmp(key, "stop") != 0)
+			return error_set(err, EINVAL, "snapshot: unknown argument \"%s\" "
+					 "(path, stop)", key);
+	}
+	json_t *path = json_object_get(args, "path"), *stop = json_object_get(args, "stop");
+	if (!json_is_string(path) || !json_string_value(path)[0])
+		return error_set(err, EINVAL, "snapshot needs \"path\": the file to write");
+	if (stop && !json_is_boolean(stop))
+		return error_set(err, EINVAL, "snapshot: \"stop\" must be true or false");
+	struct snapshot_report rep;
+	int rc = snapshot_save(vm, json_string_value(path), json_is_true(stop), &rep, err);
+	if (rc)
+		return rc;
+	*result = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+			    "path", json_string_value(path),
+			    "bytes", (json_int_t)rep.bytes,
+			    "pause_ms", (json_int_t)(rep.pause_us / 1000),
+			    "write_ms", (json_int_t)(rep.write_us / 1000),
+			    "pages_data", (json_int_t)rep.ram.pages_data,
+			    "pages_zero", (json_int_t)rep.ram.pages_zero,
+			    "pages_never_used", (json_int_t)rep.ram.pages_skipped,
+			    "state", json_is_true(stop) ? "stopping" : vm_state_name(vm->state));
+	return 0;
+}
+
 int vm_api_start(struct vm *vm, const char *path, struct error *err)
 {
 	vm->api = api_server_create(path, err);
@@ -69,5 +103,6 @@ int vm_api_start(struct vm *vm, const char *path, struct error *err)
 	api_server_register(vm->api, "pause", cmd_pause, vm);
 	api_server_register(vm->api, "resume", cmd_resume, vm);
 	api_server_register(vm->api, "stop", cmd_stop, vm);
+	api_server_register(vm->api, "snapshot", cmd_snapshot, vm);
 	return api_server_start(vm->api, err);
 }

@@ -104,7 +104,8 @@ class Console:
 
 class Vm:
     def __init__(self, workdir, cpus=1, memory="256M", cmdline="", binary=None,
-                 kernel=None, initrd=None, extra_args=(), disks=(), nets=(), netns=None):
+                 kernel=None, initrd=None, extra_args=(), disks=(), nets=(), netns=None,
+                 restore=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus
@@ -117,6 +118,7 @@ class Vm:
         self.disks = list(disks)       # "PATH" or "PATH,ro"
         self.nets = list(nets)         # "tap=NAME,mac=MAC"
         self.netns = netns             # a netlab.Namespace to run tern in
+        self.restore = restore         # a snapshot file to continue instead of booting
         self.console_path = self.workdir / "console.sock"
         self.api_path = self.workdir / "api.sock"
         self.serial1_path = self.workdir / "ttyS1.out"
@@ -126,20 +128,24 @@ class Vm:
         self._marker = 0
 
     def command(self):
-        if self.kernel is None:
-            self.kernel, self.initrd = guest_images()
-        cmd = [self.binary, "vm", "run", "--kernel", str(self.kernel),
-               "--memory", str(self.memory), "--cpus", str(self.cpus),
-               "--console", f"unix:{self.console_path}",
+        if self.restore:
+            cmd = [self.binary, "vm", "run", "--restore", str(self.restore)]
+        else:
+            if self.kernel is None:
+                self.kernel, self.initrd = guest_images()
+            cmd = [self.binary, "vm", "run", "--kernel", str(self.kernel),
+                   "--memory", str(self.memory), "--cpus", str(self.cpus)]
+        cmd += ["--console", f"unix:{self.console_path}",
                "--serial1", f"file:{self.serial1_path}",
                "--api-socket", str(self.api_path)]
-        if self.initrd:
+        if self.initrd and not self.restore:
             cmd += ["--initrd", str(self.initrd)]
         for d in self.disks:
             cmd += ["--disk", str(d)]
         for n in self.nets:
             cmd += ["--net", n]
-        cmd += ["--cmdline", f"console=ttyS0 {self.cmdline}".strip()]
+        if not self.restore:
+            cmd += ["--cmdline", f"console=ttyS0 {self.cmdline}".strip()]
         cmd += self.extra_args
         return (self.netns.prefix() if self.netns else []) + cmd
 
@@ -198,6 +204,20 @@ class Vm:
                     break
                 data += chunk
         return json.loads(data)
+
+    def resumed(self, timeout=60.0):
+        """For a restored VM: connects and waits until its shell answers."""
+        self.start()
+        self.sh("true", timeout=timeout)
+        return self
+
+    def snapshot(self, path, stop=False):
+        """Snapshots through the CLI; returns the reply's result."""
+        args = ["vm", "snapshot", "--api-socket", self.api_path, "--to", path]
+        rc, out = run_tern(*args, *(["--stop"] if stop else []), timeout=600)
+        if rc != 0:
+            raise AssertionError(f"tern vm snapshot failed ({rc}): {out}")
+        return json.loads(out)
 
     def wait_exit(self, timeout=60.0):
         return self.proc.wait(timeout)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "devices/uart16550.h"
+#include "state/state.h"
 
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4,
        LSR = 5, MSR = 6, SCR = 7 };
@@ -94,8 +95,8 @@ static void test_identity(void **state)
 	assert_string_equal(f->dev->id, "uart@10000000");
 	assert_int_equal(f->dev->base, 0x10000000);
 	assert_int_equal(f->dev->size, UART16550_WINDOW);
-	assert_null(f->dev->ops->save);
-	assert_null(f->dev->ops->restore);
+	assert_non_null(f->dev->ops->save);
+	assert_non_null(f->dev->ops->restore);
 }
 
 static void test_bad_create(void **state)
@@ -562,6 +563,400 @@ static void test_concurrent_receive(void **state)
 	assert_int_equal(rd(f, LSR), 0x60);
 }
 
+/* ---- save / restore ------------------------------------------------------ */
+
+static void save_dev(struct fixture *f, struct state_writer *w)
+{
+	struct error err = { 0 };
+	state_writer_init(w);
+	if (f->dev->ops->save(f->dev, w, &err))
+		fail_msg("save: %s", err.msg);
+}
+
+/* The record handed to restore in a buffer of exactly its size, so ASan
+ * sees any read past it. The reader is not checked here: the device's own
+ * checks must refuse what the transport's would. */
+static int restore_dev(struct fixture *f, const void *data, size_t len, struct error *err)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	assert_non_null(copy);
+	if (len)
+		memcpy(copy, data, len);
+	struct state_reader r = { .data = copy, .len = len, .what = "uart@10000000" };
+	int rc = f->dev->ops->restore(f->dev, &r, err);
+	free(copy);
+	return rc;
+}
+
+static struct fixture *fresh(void)
+{
+	void *t;
+	setup(&t);
+	return t;
+}
+
+static void destroy(struct fixture *f)
+{
+	void *t = f;
+	teardown(&t);
+}
+
+/* `rec` re-encoded with field `id` replaced by `len` bytes of `value`, or
+ * left out when value is NULL. The UART's record is flat and unflagged. */
+static void rewrite(const struct state_writer *rec, uint16_t id, const void *value, size_t len,
+		    struct state_writer *out)
+{
+	state_writer_init(out);
+	for (size_t pos = 0; pos < rec->len;) {
+		const uint8_t *h = rec->buf + pos;
+		uint16_t fid = (uint16_t)(h[0] | h[1] << 8);
+		uint16_t flags = (uint16_t)(h[2] | h[3] << 8);
+		uint32_t flen = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
+				(uint32_t)h[7] << 24;
+		assert_int_equal(flags, 0);
+		if (fid != id)
+			state_put_bytes(out, fid, h + 8, flen);
+		else if (value)
+			state_put_bytes(out, fid, value, len);
+		pos += 8 + flen;
+	}
+	assert_false(out->failed);
+}
+
+static void rewrite_u8(const struct state_writer *rec, uint16_t id, uint8_t v,
+		       struct state_writer *out)
+{
+	rewrite(rec, id, &v, 1, out);
+}
+
+/* The guest's view of a busy console: divisor programmed, 8E1, FIFOs on
+ * with an 8-byte trigger, an overrun not yet seen, modem deltas from
+ * leaving loopback, a partly full receive FIFO that wraps around the end
+ * of the ring, scratch written, every interrupt enabled and several
+ * pending (RLS on top, THRE behind it). */
+static void make_busy(struct fixture *f)
+{
+	wr(f, LCR, 0x83);
+	wr(f, DLL, 0x0c);
+	wr(f, DLM, 0x01);
+	wr(f, LCR, 0x1b);
+	wr(f, FCR, 0x87);
+	wr(f, MCR, 0x10);
+	for (unsigned i = 0; i < 17; i++)
+		wr(f, THR, (uint8_t)i);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(rd(f, RBR), i);
+	wr(f, MCR, 0x0b);
+	feed(f, "0123456789ABCD");
+	for (unsigned i = 0; i < 12; i++)
+		rd(f, RBR);
+	feed(f, "efghij");
+	wr(f, SCR, 0xa5);
+	wr(f, IER, 0x0f);
+	assert_true(f->level);
+	assert_int_equal(f->out_len, 0);
+}
+
+/* The same guest reads (and a few writes) on both UARTs give the same
+ * answers and the same interrupt line, step by step. */
+static void expect_same_behaviour(struct fixture *a, struct fixture *b)
+{
+	static const struct {
+		bool write;
+		unsigned reg;
+		uint8_t value;
+	} script[] = {
+		{ false, IIR, 0 }, { false, LSR, 0 }, { false, IIR, 0 }, { false, LSR, 0 },
+		{ false, MSR, 0 }, { false, MSR, 0 }, { false, LCR, 0 }, { false, IER, 0 },
+		{ false, SCR, 0 }, { false, MCR, 0 }, { false, RBR, 0 }, { false, IIR, 0 },
+		{ false, RBR, 0 }, { false, RBR, 0 }, { false, IIR, 0 }, { false, RBR, 0 },
+		{ false, RBR, 0 }, { false, RBR, 0 }, { false, RBR, 0 }, { false, LSR, 0 },
+		{ false, IIR, 0 }, { false, RBR, 0 }, { false, LSR, 0 }, { false, IIR, 0 },
+		{ false, IIR, 0 }, { false, RBR, 0 }, { true, THR, 'w' }, { false, IIR, 0 },
+		{ false, IIR, 0 }, { true, LCR, 0x9b }, { false, DLL, 0 }, { false, DLM, 0 },
+		{ true, LCR, 0x1b }, { true, MCR, 0x1f }, { false, MSR, 0 }, { false, IIR, 0 },
+		{ true, THR, 'L' }, { false, LSR, 0 }, { false, RBR, 0 }, { false, LSR, 0 },
+	};
+	assert_int_equal(a->level, b->level);
+	for (unsigned i = 0; i < sizeof(script) / sizeof(script[0]); i++) {
+		if (script[i].write) {
+			wr(a, script[i].reg, script[i].value);
+			wr(b, script[i].reg, script[i].value);
+		} else {
+			uint8_t va = rd(a, script[i].reg), vb = rd(b, script[i].reg);
+			if (va != vb)
+				fail_msg("step %u: register %u reads 0x%02x, restored 0x%02x", i,
+					 script[i].reg, va, vb);
+		}
+		if (a->level != b->level)
+			fail_msg("step %u: line %d, restored %d", i, a->level, b->level);
+	}
+	assert_int_equal(a->out_len, b->out_len);
+	assert_memory_equal(a->out, b->out, a->out_len);
+}
+
+static void test_save_restore_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	make_busy(f);
+	struct state_writer a, b;
+	save_dev(f, &a);
+
+	struct fixture *t = fresh();
+	struct error err = { 0 };
+	if (restore_dev(t, a.buf, a.len, &err))
+		fail_msg("restore: %s", err.msg);
+	/* The line was driven high at once, on the UART's own irq. */
+	assert_true(t->level);
+	assert_int_equal(t->level_calls, 1);
+	assert_int_equal(t->last_irq, 10);
+	save_dev(t, &b);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.buf, b.buf, a.len);
+	/* Nothing reached the target's sink by restoring. */
+	assert_int_equal(t->out_len, 0);
+
+	/* The FIFO comes back oldest first, wrap-around and all. */
+	expect_same_behaviour(f, t);
+	state_writer_free(&a);
+	state_writer_free(&b);
+	destroy(t);
+}
+
+static void test_save_restore_fresh(void **state)
+{
+	struct fixture *f = *state;
+	struct state_writer a, b;
+	save_dev(f, &a);
+	struct fixture *t = fresh();
+	wr(t, SCR, 0x77);               /* not fresh: restore replaces everything */
+	wr(t, FCR, 0x01);
+	wr(t, IER, 0x01);
+	feed(t, "zz");
+	assert_true(t->level);
+	struct error err = { 0 };
+	assert_int_equal(restore_dev(t, a.buf, a.len, &err), 0);
+	assert_false(t->level);
+	save_dev(t, &b);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.buf, b.buf, a.len);
+	assert_int_equal(rd(t, LSR), 0x60);
+	assert_int_equal(rd(t, MSR), 0xb0);
+	assert_int_equal(rd(t, IIR), 0x01);
+	state_writer_free(&a);
+	state_writer_free(&b);
+	destroy(t);
+}
+
+/* Loopback and the 16450 holding register survive: console input stays
+ * shut out, THR still loops back, one byte is all the FIFO holds. */
+static void test_save_restore_loopback(void **state)
+{
+	struct fixture *f = *state;
+	wr(f, MCR, 0x15);
+	wr(f, THR, 'q');
+	wr(f, IER, 0x01);
+	assert_true(f->level);
+	struct state_writer a, b;
+	save_dev(f, &a);
+	struct fixture *t = fresh();
+	struct error err = { 0 };
+	if (restore_dev(t, a.buf, a.len, &err))
+		fail_msg("restore: %s", err.msg);
+	save_dev(t, &b);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.buf, b.buf, a.len);
+	assert_true(t->level);
+	uint8_t c = 'x';
+	assert_int_equal(uart16550_receive(t->uart, &c, 1), 0);
+	assert_false(uart16550_wait_rx_space(t->uart, 0));
+	/* DSR|RI, with DCTS and DDCD from CTS and DCD dropping. */
+	assert_int_equal(rd(t, MSR), 0x69);
+	assert_int_equal(rd(f, MSR), 0x69);
+	assert_int_equal(rd(t, RBR), 'q');
+	assert_false(t->level);
+	wr(t, THR, 'r');
+	assert_int_equal(rd(t, RBR), 'r');
+	assert_int_equal(t->out_len, 0);
+	/* Out of loopback the console gets its one byte of room back. */
+	wr(t, MCR, 0x00);
+	assert_true(uart16550_wait_rx_space(t->uart, 0));
+	uint8_t two[2] = { '1', '2' };
+	assert_int_equal(uart16550_receive(t->uart, two, 2), 1);
+	state_writer_free(&a);
+	state_writer_free(&b);
+	destroy(t);
+}
+
+/* A target with state of its own, which a refused restore must leave
+ * exactly as it was: registers, FIFO and line. */
+static void expect_refused(const void *data, size_t len, const char *needle)
+{
+	struct fixture *t = fresh();
+	wr(t, FCR, 0x41);
+	wr(t, IER, 0x03);
+	wr(t, SCR, 0x3c);
+	feed(t, "tgt");
+	assert_true(t->level);
+	unsigned calls = t->level_calls;
+	struct state_writer before, after;
+	save_dev(t, &before);
+
+	struct error err = { 0 };
+	int rc = restore_dev(t, data, len, &err);
+	if (rc == 0)
+		fail_msg("restore of %zu bytes was accepted", len);
+	assert_int_equal(rc, -EINVAL);
+	assert_int_equal(err.code, EINVAL);
+	assert_true(err.msg[0] != '\0');
+	if (needle && !strstr(err.msg, needle))
+		fail_msg("error \"%s\" does not mention \"%s\"", err.msg, needle);
+
+	save_dev(t, &after);
+	assert_int_equal(before.len, after.len);
+	assert_memory_equal(before.buf, after.buf, before.len);
+	assert_true(t->level);
+	assert_int_equal(t->level_calls, calls);
+	assert_int_equal(rd(t, RBR), 't');
+	state_writer_free(&before);
+	state_writer_free(&after);
+	destroy(t);
+}
+
+static void test_restore_refuses_truncated(void **state)
+{
+	struct fixture *f = *state;
+	make_busy(f);
+	struct state_writer a;
+	save_dev(f, &a);
+	for (size_t len = 0; len < a.len; len++)
+		expect_refused(a.buf, len, NULL);
+	state_writer_free(&a);
+}
+
+static void test_restore_refuses_bad_fields(void **state)
+{
+	struct fixture *f = *state;
+	make_busy(f);
+	struct state_writer a, w;
+	save_dev(f, &a);
+
+	/* Sanity: rewriting a field with its own value changes nothing. */
+	rewrite_u8(&a, 5, 0xa5, &w);
+	assert_int_equal(w.len, a.len);
+	assert_memory_equal(w.buf, a.buf, a.len);
+	state_writer_free(&w);
+
+	const uint8_t v2[4] = { 2, 0, 0, 0 };
+	rewrite(&a, 0, v2, 4, &w);
+	expect_refused(w.buf, w.len, "version 2");
+	state_writer_free(&w);
+
+	/* Wrong widths. */
+	rewrite_u8(&a, 0, 1, &w);
+	expect_refused(w.buf, w.len, "field 0 is 1 bytes wide");
+	state_writer_free(&w);
+	const uint8_t wide[2] = { 0x0f, 0 };
+	rewrite(&a, 1, wide, 2, &w);
+	expect_refused(w.buf, w.len, "field 1 is 2 bytes wide");
+	state_writer_free(&w);
+	rewrite(&a, 11, wide, 2, &w);
+	expect_refused(w.buf, w.len, "field 11 is 2 bytes wide");
+	state_writer_free(&w);
+	rewrite(&a, 6, NULL, 0, &w);
+	state_put_u16(&w, 6, 0x0c);
+	expect_refused(w.buf, w.len, "field 6 is 2 bytes wide");
+	state_writer_free(&w);
+
+	/* Fields missing. */
+	for (uint16_t id = 0; id <= 12; id++) {
+		rewrite(&a, id, NULL, 0, &w);
+		expect_refused(w.buf, w.len, "missing");
+		state_writer_free(&w);
+	}
+
+	/* Values the registers cannot hold. */
+	static const struct {
+		uint16_t id;
+		uint8_t value;
+		const char *needle;
+	} bad[] = {
+		{ 1, 0x1f, "IER 0x1f" },
+		{ 2, 0x83, "FCR 0x83" },
+		{ 2, 0x8f, "FCR 0x8f" },
+		{ 2, 0x80, "without enabling" },
+		{ 4, 0x2b, "MCR 0x2b" },
+		{ 8, 0x03, "LSR error bits 0x03" },
+		{ 8, 0x22, "LSR error bits 0x22" },
+		{ 9, 0x00, "MSR inputs 0x00" },
+		{ 9, 0xf0, "MSR inputs 0xf0" },
+		{ 10, 0x1b, "MSR delta bits 0x1b" },
+		{ 11, 2, "not 0 or 1" },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rewrite_u8(&a, bad[i].id, bad[i].value, &w);
+		expect_refused(w.buf, w.len, bad[i].needle);
+		state_writer_free(&w);
+	}
+
+	/* THRE pending with ETBEI off: a state the UART never reaches. */
+	struct state_writer w2;
+	rewrite_u8(&a, 1, 0x0d, &w2);
+	expect_refused(w2.buf, w2.len, "ETBEI off");
+	rewrite_u8(&w2, 11, 0, &w);
+	struct fixture *t = fresh();
+	struct error err = { 0 };
+	if (restore_dev(t, w.buf, w.len, &err))
+		fail_msg("restore without THRE: %s", err.msg);
+	destroy(t);
+	state_writer_free(&w);
+	state_writer_free(&w2);
+
+	/* A FIFO longer than 16 bytes, or than the 16450's one. */
+	uint8_t fifo[17];
+	memset(fifo, 'F', sizeof(fifo));
+	rewrite(&a, 12, fifo, 17, &w);
+	expect_refused(w.buf, w.len, "FIFO holds 17 bytes");
+	state_writer_free(&w);
+	rewrite(&a, 12, fifo, 16, &w);
+	t = fresh();
+	if (restore_dev(t, w.buf, w.len, &err))
+		fail_msg("restore of a full FIFO: %s", err.msg);
+	assert_int_equal(uart16550_receive(t->uart, fifo, 1), 0);
+	destroy(t);
+	state_writer_free(&w);
+	rewrite_u8(&a, 2, 0x00, &w2);
+	rewrite(&w2, 12, fifo, 2, &w);
+	expect_refused(w.buf, w.len, "more than the 1 it can hold");
+	state_writer_free(&w);
+	state_writer_free(&w2);
+
+	/* A field from a newer tern that must not be ignored. */
+	rewrite(&a, 0xffff, NULL, 0, &w);
+	state_put_u64_required(&w, 99, 1);
+	expect_refused(w.buf, w.len, "field 99 is required but unknown");
+	state_writer_free(&w);
+	/* One that may be: accepted, and dropped again on the next save. */
+	rewrite(&a, 0xffff, NULL, 0, &w);
+	state_put_u64(&w, 99, 1);
+	t = fresh();
+	if (restore_dev(t, w.buf, w.len, &err))
+		fail_msg("restore with an optional unknown field: %s", err.msg);
+	state_writer_free(&w);
+	save_dev(t, &w);
+	assert_int_equal(w.len, a.len);
+	assert_memory_equal(w.buf, a.buf, a.len);
+	destroy(t);
+	state_writer_free(&w);
+
+	/* Bad framing inside the record. */
+	rewrite(&a, 0xffff, NULL, 0, &w);
+	state_put_u8(&w, 3, 0);         /* LCR twice */
+	expect_refused(w.buf, w.len, "appears twice");
+	state_writer_free(&w);
+	state_writer_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +980,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_rx_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_receive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_restore_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_restore_fresh, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_restore_loopback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refuses_truncated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refuses_bad_fields, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,7 @@ struct net {
 	struct tap tap;
 	char id[64];
 	uint8_t mac[6];
+	bool mac_chosen_randomly;       /* no MAC given: a restore adopts the saved one */
 	int wake_fd;                    /* eventfd: notify() and life-cycle changes */
 	struct net *next;               /* in the registry */
 
@@ -859,7 +860,10 @@ static int net_restore(void *be, const struct state_reader *in, struct error *er
 	uint8_t mac[6];
 	if ((rc = state_get_bytes(&r, F_MAC, mac, 6, err)))
 		return rc;
-	if (memcmp(mac, n->mac, 6) != 0) {
+	if (!mac_is_unicast(mac))
+		return error_set(err, EINVAL, "%s: the saved MAC is not a unicast address", what);
+	/* A MAC nobody chose (none on the command line) follows the guest. */
+	if (memcmp(mac, n->mac, 6) != 0 && !n->mac_chosen_randomly) {
 		char saved[18], mine[18];
 		net_format_mac(mac, saved);
 		net_format_mac(n->mac, mine);
@@ -893,6 +897,7 @@ static int net_restore(void *be, const struct state_reader *in, struct error *er
 	wait_idle(n);
 	/* The link is always up: the saved bit is not needed for that. */
 	__atomic_store_n(&n->status, (uint16_t)(status | VIRTIO_NET_S_LINK_UP), __ATOMIC_SEQ_CST);
+	memcpy(n->mac, mac, 6);
 	n->promisc = promisc;
 	n->allmulti = allmulti;
 	n->rx_held = 0;
@@ -957,6 +962,11 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
 			  id ? id : "");
 		return NULL;
 	}
+	uint8_t random_mac[6];
+	if (!mac) {
+		net_random_mac(random_mac);
+		mac = random_mac;
+	}
 	if (!mac_is_unicast(mac)) {
 		char text[18];
 		net_format_mac(mac, text);
@@ -971,6 +981,7 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
 	strcpy(n->id, id);
 	n->ram = ram;
 	memcpy(n->mac, mac, 6);
+	n->mac_chosen_randomly = mac == random_mac;
 	n->tap.fd = -1;
 	n->wake_fd = -1;
 	n->status = VIRTIO_NET_S_LINK_UP;

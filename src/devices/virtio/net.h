@@ -88,7 +88,8 @@
 
 /* Creates a virtio-net device with its virtio-mmio transport at `base`,
  * attached to TAP `tap_name` (created, and removed again on destroy, when
- * `create_tap`). `mac` is the guest's address. On failure nothing is left
+ * `create_tap`). `mac` is the guest's address; NULL picks a random one,
+ * which a restore replaces with the saved guest's. On failure nothing is left
  * open or allocated. */
 struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_line irq,
 				      struct guest_ram *ram, const char *tap_name,

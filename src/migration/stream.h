@@ -1,0 +1,81 @@
+/* stream.h: framing of the VM state stream (docs/migration-format.md):
+ * header, checksummed sections, END with a digest of the whole stream.
+ * Works on any file descriptor: a snapshot file or a socket. Knows nothing
+ * of what the sections contain. */
+#ifndef TERN_MIGRATION_STREAM_H
+#define TERN_MIGRATION_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define MIG_MAGIC "TERNVMST"
+#define MIG_FORMAT_VERSION 1u
+#define MIG_HEADER_SIZE 16
+#define MIG_SECTION_HEADER_SIZE 24
+#define MIG_MAX_SECTION (64u << 20)
+
+enum mig_section_type {
+	MIG_SEC_CONFIG = 1,
+	MIG_SEC_RAM = 2,
+	MIG_SEC_MACHINE = 3,
+	MIG_SEC_HART = 4,
+	MIG_SEC_DEVICE = 5,
+	MIG_SEC_END = 0xffff,
+};
+
+struct mig_section {
+	uint32_t type, instance, version, flags;
+	uint64_t length;
+	const uint8_t *payload;         /* owned by the reader, valid until the next read */
+};
+
+struct mig_writer {
+	int fd;
+	uint8_t *buf;
+	size_t len, cap;
+	void *hash;                     /* XXH3 state over every byte written */
+	uint64_t bytes;                 /* written to the fd so far, incl. buffered */
+	uint64_t sections;
+	bool failed;
+	struct error err;               /* the first failure */
+};
+
+int mig_writer_init(struct mig_writer *w, int fd, struct error *err);
+void mig_writer_free(struct mig_writer *w);
+int mig_write_header(struct mig_writer *w);
+int mig_write_section(struct mig_writer *w, uint32_t type, uint32_t instance, uint32_t version,
+		      const void *payload, size_t len);
+/* Writes END and flushes everything to the fd. */
+int mig_write_end(struct mig_writer *w);
+int mig_flush(struct mig_writer *w);
+/* 0, or the first failure copied into err. */
+int mig_writer_status(const struct mig_writer *w, struct error *err);
+
+struct mig_reader {
+	int fd;
+	const char *what;               /* "snapshot /path" for messages */
+	uint8_t *buf;                   /* read buffer */
+	size_t start, end, cap;
+	uint8_t *payload;               /* the current section's payload */
+	size_t payload_cap;
+	void *hash;
+	uint64_t bytes;                 /* consumed so far */
+	uint64_t sections;
+	bool ended;
+};
+
+int mig_reader_init(struct mig_reader *r, int fd, const char *what, struct error *err);
+void mig_reader_free(struct mig_reader *r);
+/* Reads and checks the stream header. */
+int mig_read_header(struct mig_reader *r, struct error *err);
+/* Reads the next section and verifies its checksum (and, for END, the
+ * whole stream's digest). Returns 1 with *s filled, 0 after END, or a
+ * negative errno with err saying what is wrong and where. */
+int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *err);
+
+const char *mig_section_name(uint32_t type);
+
+#endif

@@ -1,0 +1,616 @@
+/* vmstate.c: producing and applying the sections of the VM state stream
+ * (docs/migration-format.md). Everything read is checked before it is
+ * used; a hart or device record is applied only after its section's
+ * checksum and its own fields were verified. */
+#include "migration/vmstate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "cpu/cpu.h"
+#include "machine/vm.h"
+#include "state/state.h"
+#include "util/log.h"
+
+#define CONFIG_VERSION 1
+#define RAM_VERSION 1
+#define MACHINE_VERSION 1
+#define HART_VERSION 1
+#define DEVICE_VERSION 1
+
+#define RAM_SECTION_PAGES 256
+#define PAGE_ZERO 0x1ull
+#define PAGE_DATA 0x2ull
+
+enum {
+	CFG_VERSION = 0, CFG_RAM_BASE = 1, CFG_RAM_SIZE = 2, CFG_HARTS = 3, CFG_ISA = 4,
+	CFG_TIMEBASE = 5, CFG_DEVICES = 6, CFG_DEVICE_BASE = 100,
+	CFG_DEV_ID = 1, CFG_DEV_TYPE = 2,
+};
+
+enum {
+	MACH_VERSION = 0, MACH_GUEST_TIME = 1,
+};
+
+enum {
+	DEV_VERSION = 0, DEV_ID = 1, DEV_STATE = 2,
+};
+
+/* HART field ids: docs/migration-format.md, "HART". */
+enum {
+	HART_VERSION_F = 0, HART_X = 1, HART_F = 2, HART_PC = 3, HART_PRIV = 4, HART_FCSR = 5,
+	HART_CSR_M = 10,     /* 10..23: the machine-level CSRs, in m_csrs order */
+	HART_CSR_S = 30,     /* 30..38: the supervisor-level CSRs, in s_csrs order */
+	HART_MCYCLE = 40, HART_MINSTRET = 41,
+	HART_RES_VALID = 45, HART_RES_ADDR = 46, HART_RES_VALUE = 47,
+	HART_HSM = 50, HART_START_ADDR = 51, HART_START_ARG = 52, HART_IN_WFI = 53,
+};
+
+#define M_CSR_COUNT 14
+#define S_CSR_COUNT 9
+
+static uint64_t *m_csr(struct rv_state *s, unsigned i)
+{
+	uint64_t *const table[M_CSR_COUNT] = {
+		&s->mstatus, &s->misa, &s->medeleg, &s->mideleg, &s->mie, &s->mip, &s->mtvec,
+		&s->mepc, &s->mcause, &s->mtval, &s->mscratch, &s->mcounteren, &s->menvcfg,
+		&s->mhartid,
+	};
+	return table[i];
+}
+
+static uint64_t *s_csr(struct rv_state *s, unsigned i)
+{
+	uint64_t *const table[S_CSR_COUNT] = {
+		&s->stvec, &s->sepc, &s->scause, &s->stval, &s->sscratch, &s->satp,
+		&s->scounteren, &s->senvcfg, &s->stimecmp,
+	};
+	return table[i];
+}
+
+static int write_record(struct mig_writer *w, struct state_writer *sw, uint32_t type,
+			uint32_t instance, uint32_t version, struct error *err)
+{
+	int rc = state_writer_status(sw, err);
+	if (!rc) {
+		rc = mig_write_section(w, type, instance, version, sw->buf, sw->len);
+		if (rc)
+			rc = mig_writer_status(w, err);
+	}
+	state_writer_free(sw);
+	return rc;
+}
+
+/* ---- saving ------------------------------------------------------------ */
+
+int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err)
+{
+	struct state_writer sw;
+	state_writer_init(&sw);
+	state_put_u32(&sw, CFG_VERSION, CONFIG_VERSION);
+	state_put_u64(&sw, CFG_RAM_BASE, vm->ram.base);
+	state_put_u64(&sw, CFG_RAM_SIZE, vm->ram.size);
+	state_put_u32(&sw, CFG_HARTS, vm->num_harts);
+	state_put_bytes(&sw, CFG_ISA, RV64_ISA_STRING, strlen(RV64_ISA_STRING));
+	state_put_u64(&sw, CFG_TIMEBASE, TIMEBASE_HZ);
+	state_put_u32(&sw, CFG_DEVICES, vm->bus.count);
+	for (unsigned i = 0; i < vm->bus.count; i++) {
+		const struct device *dev = vm->bus.devices[i];
+		size_t tok = state_begin(&sw, (uint16_t)(CFG_DEVICE_BASE + i));
+		state_put_bytes(&sw, CFG_DEV_ID, dev->id, strlen(dev->id));
+		state_put_bytes(&sw, CFG_DEV_TYPE, dev->ops->type, strlen(dev->ops->type));
+		state_end(&sw, tok);
+	}
+	return write_record(w, &sw, MIG_SEC_CONFIG, 0, CONFIG_VERSION, err);
+}
+
+static bool page_is_zero(const uint8_t *page)
+{
+	const uint64_t *p = (const uint64_t *)page;
+	uint64_t acc = 0;
+	for (unsigned i = 0; i < GUEST_PAGE_SIZE / 8; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
+		     struct ram_stats *stats, struct error *err)
+{
+	struct guest_ram *ram = &vm->ram;
+	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT;
+	unsigned char *resident = NULL;
+	if (!bitmap) {
+		/* Which pages the guest ever populated, from the host's page
+		 * tables: the others are not read, so they stay unallocated. */
+		resident = malloc(pages);
+		if (!resident)
+			return error_set(err, ENOMEM, "no memory for the RAM residency map");
+		if (mincore(ram->host, ram->size, resident) < 0) {
+			int e = errno;
+			free(resident);
+			return error_errno(err, e, "mincore on guest RAM");
+		}
+	}
+	size_t cap = RAM_SECTION_PAGES * (8 + GUEST_PAGE_SIZE), len = 0;
+	uint8_t *buf = malloc(cap);
+	if (!buf) {
+		free(resident);
+		return error_set(err, ENOMEM, "no memory for a RAM section");
+	}
+	unsigned in_section = 0;
+	int rc = 0;
+	for (uint64_t pfn = 0; pfn < pages && !rc; pfn++) {
+		bool wanted = bitmap ? (bitmap[pfn / 64] >> (pfn % 64)) & 1 : resident[pfn] & 1;
+		if (!wanted) {
+			stats->pages_skipped++;
+			continue;
+		}
+		const uint8_t *page = ram->host + (pfn << GUEST_PAGE_SHIFT);
+		uint64_t gpa = ram->base + (pfn << GUEST_PAGE_SHIFT);
+		if (page_is_zero(page)) {
+			put_le64(buf + len, gpa | PAGE_ZERO);
+			len += 8;
+			stats->pages_zero++;
+		} else {
+			put_le64(buf + len, gpa | PAGE_DATA);
+			memcpy(buf + len + 8, page, GUEST_PAGE_SIZE);
+			len += 8 + GUEST_PAGE_SIZE;
+			stats->pages_data++;
+		}
+		if (++in_section == RAM_SECTION_PAGES) {
+			rc = mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
+			len = 0;
+			in_section = 0;
+		}
+	}
+	if (!rc && len)
+		rc = mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
+	free(buf);
+	free(resident);
+	return rc ? mig_writer_status(w, err) : 0;
+}
+
+static int save_hart(struct vm *vm, struct hart *h, struct mig_writer *w, struct error *err)
+{
+	struct rv_state s;
+	cpu_get_state(h->cpu, &s);
+	struct state_writer sw;
+	state_writer_init(&sw);
+	state_put_u32(&sw, HART_VERSION_F, HART_VERSION);
+	state_put_bytes(&sw, HART_X, s.x, sizeof(s.x));
+	state_put_bytes(&sw, HART_F, s.f, sizeof(s.f));
+	state_put_u64(&sw, HART_PC, s.pc);
+	state_put_u64(&sw, HART_PRIV, s.priv);
+	state_put_u64(&sw, HART_FCSR, s.fcsr);
+	for (unsigned i = 0; i < M_CSR_COUNT; i++)
+		state_put_u64(&sw, (uint16_t)(HART_CSR_M + i), *m_csr(&s, i));
+	for (unsigned i = 0; i < S_CSR_COUNT; i++)
+		state_put_u64(&sw, (uint16_t)(HART_CSR_S + i), *s_csr(&s, i));
+	state_put_u64(&sw, HART_MCYCLE, s.mcycle);
+	state_put_u64(&sw, HART_MINSTRET, s.minstret);
+	state_put_u64(&sw, HART_RES_VALID, s.reservation_valid);
+	state_put_u64(&sw, HART_RES_ADDR, s.reservation_addr);
+	state_put_u64(&sw, HART_RES_VALUE, s.reservation_value);
+	pthread_mutex_lock(&vm->lock);
+	state_put_u32(&sw, HART_HSM, h->hsm);
+	state_put_u64(&sw, HART_START_ADDR, h->start_addr);
+	state_put_u64(&sw, HART_START_ARG, h->start_arg);
+	state_put_bool(&sw, HART_IN_WFI, h->in_wfi);
+	pthread_mutex_unlock(&vm->lock);
+	return write_record(w, &sw, MIG_SEC_HART, h->id, HART_VERSION, err);
+}
+
+static int save_device(struct device *dev, unsigned index, struct mig_writer *w,
+		       struct error *err)
+{
+	if (!dev->ops->save)
+		return error_set(err, ENOTSUP, "device %s cannot save its state", dev->id);
+	struct state_writer sw;
+	state_writer_init(&sw);
+	state_put_u32(&sw, DEV_VERSION, DEVICE_VERSION);
+	state_put_bytes(&sw, DEV_ID, dev->id, strlen(dev->id));
+	size_t tok = state_begin(&sw, DEV_STATE);
+	int rc = dev->ops->save(dev, &sw, err);
+	state_end(&sw, tok);
+	if (rc) {
+		state_writer_free(&sw);
+		return error_wrap(err, "saving %s", dev->id);
+	}
+	return write_record(w, &sw, MIG_SEC_DEVICE, index, DEVICE_VERSION, err);
+}
+
+int vmstate_save_machine(struct vm *vm, struct mig_writer *w, struct error *err)
+{
+	struct state_writer sw;
+	state_writer_init(&sw);
+	state_put_u32(&sw, MACH_VERSION, MACHINE_VERSION);
+	state_put_u64(&sw, MACH_GUEST_TIME, vm_time_now(vm));
+	int rc = write_record(w, &sw, MIG_SEC_MACHINE, 0, MACHINE_VERSION, err);
+	for (unsigned i = 0; i < vm->num_harts && !rc; i++)
+		rc = save_hart(vm, &vm->harts[i], w, err);
+	for (unsigned i = 0; i < vm->bus.count && !rc; i++)
+		rc = save_device(vm->bus.devices[i], i, w, err);
+	return rc;
+}
+
+int vmstate_save_all(struct vm *vm, struct mig_writer *w, struct ram_stats *stats,
+		     struct error *err)
+{
+	int rc = mig_write_header(w);
+	if (rc)
+		return mig_writer_status(w, err);
+	rc = vmstate_save_config(vm, w, err);
+	if (!rc)
+		rc = vmstate_save_ram(vm, w, NULL, stats, err);
+	if (!rc)
+		rc = vmstate_save_machine(vm, w, err);
+	if (!rc && mig_write_end(w))
+		rc = mig_writer_status(w, err);
+	return rc;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+int vmstate_read_shape(struct mig_reader *r, struct vm_shape *shape, struct error *err)
+{
+	int rc = mig_read_header(r, err);
+	if (rc)
+		return rc;
+	struct mig_section s;
+	rc = mig_read_section(r, &s, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 0 || s.type != MIG_SEC_CONFIG)
+		return error_set(err, EPROTO, "%s does not start with a CONFIG section", r->what);
+	if (s.version != CONFIG_VERSION)
+		return error_set(err, EPROTO, "%s: CONFIG section version %u; this tern reads %u",
+				 r->what, s.version, CONFIG_VERSION);
+	struct state_reader cr;
+	rc = state_reader_init(&cr, s.payload, s.length, "the stream's CONFIG", NULL, 0, err);
+	if (!rc)
+		rc = state_get_u64(&cr, CFG_RAM_BASE, &shape->ram_base, err);
+	if (!rc)
+		rc = state_get_u64(&cr, CFG_RAM_SIZE, &shape->ram_size, err);
+	if (!rc)
+		rc = state_get_u32(&cr, CFG_HARTS, &shape->num_harts, err);
+	if (rc)
+		return error_wrap(err, "%s", r->what);
+	shape->config = s.payload;
+	shape->config_len = s.length;
+	return 0;
+}
+
+void vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, bool fresh_ram)
+{
+	memset(l, 0, sizeof(*l));
+	l->vm = vm;
+	l->fresh_ram = fresh_ram;
+}
+
+static bool bytes_equal(const void *a, size_t alen, const char *b)
+{
+	return alen == strlen(b) && memcmp(a, b, alen) == 0;
+}
+
+int vmstate_check_config(struct vmstate_loader *l, const struct vm_shape *shape,
+			 struct error *err)
+{
+	struct vm *vm = l->vm;
+	uint16_t known[7 + BUS_MAX_DEVICES];
+	size_t n = 0;
+	for (uint16_t id = CFG_VERSION; id <= CFG_DEVICES; id++)
+		known[n++] = id;
+	for (unsigned i = 0; i < BUS_MAX_DEVICES; i++)
+		known[n++] = (uint16_t)(CFG_DEVICE_BASE + i);
+	struct state_reader cr;
+	int rc = state_reader_init(&cr, shape->config, shape->config_len, "the stream's CONFIG",
+				   known, n, err);
+	if (rc)
+		return rc;
+	uint64_t timebase;
+	uint32_t ndev;
+	const void *isa;
+	size_t isa_len;
+	if ((rc = state_get_u64(&cr, CFG_TIMEBASE, &timebase, err)) ||
+	    (rc = state_get_u32(&cr, CFG_DEVICES, &ndev, err)) ||
+	    (rc = state_get_blob(&cr, CFG_ISA, &isa, &isa_len, err)))
+		return rc;
+
+	if (shape->ram_base != vm->ram.base || shape->ram_size != vm->ram.size)
+		return error_set(err, EINVAL, "the saved VM has %llu MiB of RAM at 0x%llx; this one "
+				 "has %llu MiB at 0x%llx",
+				 (unsigned long long)(shape->ram_size >> 20),
+				 (unsigned long long)shape->ram_base,
+				 (unsigned long long)(vm->ram.size >> 20),
+				 (unsigned long long)vm->ram.base);
+	if (shape->num_harts != vm->num_harts)
+		return error_set(err, EINVAL, "the saved VM has %u harts; this one has %u",
+				 shape->num_harts, vm->num_harts);
+	if (!bytes_equal(isa, isa_len, RV64_ISA_STRING))
+		return error_set(err, EINVAL, "the saved VM's CPU implements %.*s; this tern's "
+				 "implements %s", (int)(isa_len > 200 ? 200 : isa_len),
+				 (const char *)isa, RV64_ISA_STRING);
+	if (timebase != TIMEBASE_HZ)
+		return error_set(err, EINVAL, "the saved VM's timebase is %llu Hz; this one's is %llu",
+				 (unsigned long long)timebase, (unsigned long long)TIMEBASE_HZ);
+	if (ndev != vm->bus.count)
+		return error_set(err, EINVAL, "the saved VM has %u devices; this one has %u: give "
+				 "the same --disk and --net options", ndev, vm->bus.count);
+	for (unsigned i = 0; i < ndev; i++) {
+		struct state_reader dr;
+		const void *id, *type;
+		size_t id_len, type_len;
+		const struct device *dev = vm->bus.devices[i];
+		if ((rc = state_get_record(&cr, (uint16_t)(CFG_DEVICE_BASE + i), &dr, NULL, 0, err)) ||
+		    (rc = state_get_blob(&dr, CFG_DEV_ID, &id, &id_len, err)) ||
+		    (rc = state_get_blob(&dr, CFG_DEV_TYPE, &type, &type_len, err)))
+			return rc;
+		if (!bytes_equal(id, id_len, dev->id) || !bytes_equal(type, type_len, dev->ops->type))
+			return error_set(err, EINVAL, "device %u of the saved VM is %.*s (%.*s); this "
+					 "VM's is %s (%s): give the same --disk and --net options "
+					 "in the same order", i, (int)(id_len > 64 ? 64 : id_len),
+					 (const char *)id, (int)(type_len > 64 ? 64 : type_len),
+					 (const char *)type, dev->id, dev->ops->type);
+	}
+	l->config_checked = true;
+	return 0;
+}
+
+static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
+{
+	struct guest_ram *ram = &l->vm->ram;
+	/* Check every record before applying any. */
+	for (uint64_t off = 0; off < s->length;) {
+		if (s->length - off < 8)
+			return error_set(err, EPROTO, "RAM section: a page record is cut short");
+		uint64_t word = get_le64(s->payload + off), flags = word & 0xfff;
+		uint64_t gpa = word & ~0xfffull;
+		if (flags != PAGE_ZERO && flags != PAGE_DATA)
+			return error_set(err, EPROTO, "RAM section: page 0x%llx has flags 0x%llx",
+					 (unsigned long long)gpa, (unsigned long long)flags);
+		if (!guest_ram_ptr(ram, gpa, GUEST_PAGE_SIZE))
+			return error_set(err, EPROTO, "RAM section: page 0x%llx is outside guest RAM",
+					 (unsigned long long)gpa);
+		off += 8;
+		if (flags == PAGE_DATA) {
+			if (s->length - off < GUEST_PAGE_SIZE)
+				return error_set(err, EPROTO, "RAM section: page 0x%llx is cut short",
+						 (unsigned long long)gpa);
+			off += GUEST_PAGE_SIZE;
+		}
+	}
+	for (uint64_t off = 0; off < s->length;) {
+		uint64_t word = get_le64(s->payload + off);
+		uint8_t *page = guest_ram_ptr(ram, word & ~0xfffull, GUEST_PAGE_SIZE);
+		off += 8;
+		if ((word & 0xfff) == PAGE_DATA) {
+			memcpy(page, s->payload + off, GUEST_PAGE_SIZE);
+			off += GUEST_PAGE_SIZE;
+			l->ram.pages_data++;
+		} else {
+			/* A fresh mapping reads as zeros: leave it unallocated. */
+			if (!l->fresh_ram && !page_is_zero(page))
+				memset(page, 0, GUEST_PAGE_SIZE);
+			l->ram.pages_zero++;
+		}
+	}
+	return 0;
+}
+
+static int load_machine(struct vmstate_loader *l, const struct mig_section *s,
+			struct error *err)
+{
+	static const uint16_t known[] = { MACH_VERSION, MACH_GUEST_TIME };
+	struct state_reader r;
+	uint32_t version;
+	int rc = state_reader_init(&r, s->payload, s->length, "MACHINE section", known, 2, err);
+	if (!rc)
+		rc = state_get_u32(&r, MACH_VERSION, &version, err);
+	if (!rc && version != MACHINE_VERSION)
+		rc = error_set(err, EPROTO, "MACHINE record version %u is not %u", version,
+			       MACHINE_VERSION);
+	if (!rc)
+		rc = state_get_u64(&r, MACH_GUEST_TIME, &l->guest_time, err);
+	if (!rc)
+		l->machine_seen = true;
+	return rc;
+}
+
+static int load_hart(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
+{
+	struct vm *vm = l->vm;
+	if (s->instance >= vm->num_harts)
+		return error_set(err, EPROTO, "HART section for hart %u, but the VM has %u",
+				 s->instance, vm->num_harts);
+	if ((l->harts_seen >> s->instance) & 1)
+		return error_set(err, EPROTO, "two HART sections for hart %u", s->instance);
+	uint16_t known[64];
+	size_t n = 0;
+	static const uint16_t fixed[] = {
+		HART_VERSION_F, HART_X, HART_F, HART_PC, HART_PRIV, HART_FCSR, HART_MCYCLE,
+		HART_MINSTRET, HART_RES_VALID, HART_RES_ADDR, HART_RES_VALUE, HART_HSM,
+		HART_START_ADDR, HART_START_ARG, HART_IN_WFI,
+	};
+	for (unsigned i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		known[n++] = fixed[i];
+	for (unsigned i = 0; i < M_CSR_COUNT; i++)
+		known[n++] = (uint16_t)(HART_CSR_M + i);
+	for (unsigned i = 0; i < S_CSR_COUNT; i++)
+		known[n++] = (uint16_t)(HART_CSR_S + i);
+
+	char what[48];
+	snprintf(what, sizeof(what), "hart %u", s->instance);
+	struct state_reader r;
+	int rc = state_reader_init(&r, s->payload, s->length, what, known, n, err);
+	if (rc)
+		return rc;
+	struct rv_state st;
+	memset(&st, 0, sizeof(st));
+	uint32_t version, hsm;
+	uint64_t start_addr, start_arg;
+	bool in_wfi;
+	if ((rc = state_get_u32(&r, HART_VERSION_F, &version, err)) ||
+	    (rc = state_get_bytes(&r, HART_X, st.x, sizeof(st.x), err)) ||
+	    (rc = state_get_bytes(&r, HART_F, st.f, sizeof(st.f), err)) ||
+	    (rc = state_get_u64(&r, HART_PC, &st.pc, err)) ||
+	    (rc = state_get_u64(&r, HART_PRIV, &st.priv, err)) ||
+	    (rc = state_get_u64(&r, HART_FCSR, &st.fcsr, err)) ||
+	    (rc = state_get_u64(&r, HART_MCYCLE, &st.mcycle, err)) ||
+	    (rc = state_get_u64(&r, HART_MINSTRET, &st.minstret, err)) ||
+	    (rc = state_get_u64(&r, HART_RES_VALID, &st.reservation_valid, err)) ||
+	    (rc = state_get_u64(&r, HART_RES_ADDR, &st.reservation_addr, err)) ||
+	    (rc = state_get_u64(&r, HART_RES_VALUE, &st.reservation_value, err)) ||
+	    (rc = state_get_u32(&r, HART_HSM, &hsm, err)) ||
+	    (rc = state_get_u64(&r, HART_START_ADDR, &start_addr, err)) ||
+	    (rc = state_get_u64(&r, HART_START_ARG, &start_arg, err)) ||
+	    (rc = state_get_bool(&r, HART_IN_WFI, &in_wfi, err)))
+		return rc;
+	for (unsigned i = 0; i < M_CSR_COUNT && !rc; i++)
+		rc = state_get_u64(&r, (uint16_t)(HART_CSR_M + i), m_csr(&st, i), err);
+	for (unsigned i = 0; i < S_CSR_COUNT && !rc; i++)
+		rc = state_get_u64(&r, (uint16_t)(HART_CSR_S + i), s_csr(&st, i), err);
+	if (rc)
+		return rc;
+
+	if (version != HART_VERSION)
+		return error_set(err, EPROTO, "%s: record version %u is not %u", what, version,
+				 HART_VERSION);
+	if (st.priv != RV_PRIV_U && st.priv != RV_PRIV_S && st.priv != RV_PRIV_M)
+		return error_set(err, EPROTO, "%s: privilege level %llu does not exist", what,
+				 (unsigned long long)st.priv);
+	unsigned mode = (unsigned)(st.satp >> 60);
+	if (mode != 0 && mode != 8)
+		return error_set(err, EPROTO, "%s: satp mode %u is not one this CPU offers", what,
+				 mode);
+	if (st.fcsr > 0xff)
+		return error_set(err, EPROTO, "%s: fcsr 0x%llx has bits that do not exist", what,
+				 (unsigned long long)st.fcsr);
+	if (st.mhartid != s->instance)
+		return error_set(err, EPROTO, "%s: its mhartid is %llu", what,
+				 (unsigned long long)st.mhartid);
+	if (hsm > HSM_SUSPENDED)
+		return error_set(err, EPROTO, "%s: SBI hart state %u does not exist", what, hsm);
+	st.x[0] = 0;
+
+	struct hart *h = &vm->harts[s->instance];
+	cpu_set_state(h->cpu, &st);
+	pthread_mutex_lock(&vm->lock);
+	h->hsm = (enum hart_hsm)hsm;
+	h->start_addr = start_addr;
+	h->start_arg = start_arg;
+	h->in_wfi = in_wfi;
+	pthread_mutex_unlock(&vm->lock);
+	l->harts_seen |= 1ull << s->instance;
+	return 0;
+}
+
+static int load_device(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
+{
+	struct vm *vm = l->vm;
+	if (s->instance >= vm->bus.count)
+		return error_set(err, EPROTO, "DEVICE section for device %u, but the VM has %u",
+				 s->instance, vm->bus.count);
+	if ((l->devices_seen >> s->instance) & 1)
+		return error_set(err, EPROTO, "two DEVICE sections for device %u", s->instance);
+	struct device *dev = vm->bus.devices[s->instance];
+	static const uint16_t known[] = { DEV_VERSION, DEV_ID, DEV_STATE };
+	struct state_reader r, sub;
+	uint32_t version;
+	const void *id;
+	size_t id_len;
+	int rc = state_reader_init(&r, s->payload, s->length, dev->id, known, 3, err);
+	if (!rc)
+		rc = state_get_u32(&r, DEV_VERSION, &version, err);
+	if (!rc && version != DEVICE_VERSION)
+		rc = error_set(err, EPROTO, "%s: DEVICE record version %u is not %u", dev->id,
+			       version, DEVICE_VERSION);
+	if (!rc)
+		rc = state_get_blob(&r, DEV_ID, &id, &id_len, err);
+	if (!rc && !bytes_equal(id, id_len, dev->id))
+		rc = error_set(err, EPROTO, "DEVICE section %u is for %.*s, not %s", s->instance,
+			       (int)(id_len > 64 ? 64 : id_len), (const char *)id, dev->id);
+	if (!rc)
+		rc = state_get_record(&r, DEV_STATE, &sub, NULL, 0, err);
+	if (rc)
+		return rc;
+	if (!dev->ops->restore)
+		return error_set(err, ENOTSUP, "device %s cannot restore its state", dev->id);
+	sub.what = dev->id;
+	rc = dev->ops->restore(dev, &sub, err);
+	if (rc)
+		return error_wrap(err, "restoring %s", dev->id);
+	l->devices_seen |= 1ull << s->instance;
+	return 0;
+}
+
+int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
+			 struct error *err)
+{
+	if (!l->config_checked)
+		return error_set(err, EPROTO, "a %s section came before the CONFIG was checked",
+				 mig_section_name(s->type));
+	static const uint32_t versions[] = {
+		[MIG_SEC_CONFIG] = CONFIG_VERSION, [MIG_SEC_RAM] = RAM_VERSION,
+		[MIG_SEC_MACHINE] = MACHINE_VERSION, [MIG_SEC_HART] = HART_VERSION,
+		[MIG_SEC_DEVICE] = DEVICE_VERSION,
+	};
+	if (s->type <= MIG_SEC_DEVICE && s->version != versions[s->type])
+		return error_set(err, EPROTO, "%s section version %u: this tern reads version %u",
+				 mig_section_name(s->type), s->version, versions[s->type]);
+	switch (s->type) {
+	case MIG_SEC_RAM:
+		return load_ram(l, s, err);
+	case MIG_SEC_MACHINE:
+		return load_machine(l, s, err);
+	case MIG_SEC_HART:
+		return load_hart(l, s, err);
+	case MIG_SEC_DEVICE:
+		return load_device(l, s, err);
+	default:
+		return error_set(err, EPROTO, "an unexpected %s section", mig_section_name(s->type));
+	}
+}
+
+int vmstate_load_rest(struct vmstate_loader *l, struct mig_reader *r, struct error *err)
+{
+	struct vm *vm = l->vm;
+	for (;;) {
+		struct mig_section s;
+		int rc = mig_read_section(r, &s, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			break;
+		rc = vmstate_load_section(l, &s, err);
+		if (rc)
+			return error_wrap(err, "%s", r->what);
+	}
+	if (!l->machine_seen)
+		return error_set(err, EPROTO, "%s has no MACHINE section", r->what);
+	for (unsigned i = 0; i < vm->num_harts; i++)
+		if (!((l->harts_seen >> i) & 1))
+			return error_set(err, EPROTO, "%s has no state for hart %u", r->what, i);
+	for (unsigned i = 0; i < vm->bus.count; i++)
+		if (!((l->devices_seen >> i) & 1))
+			return error_set(err, EPROTO, "%s has no state for %s", r->what,
+					 vm->bus.devices[i]->id);
+	vm_set_guest_time(vm, l->guest_time);
+	return 0;
+}

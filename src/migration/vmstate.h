@@ -1,0 +1,71 @@
+/* vmstate.h: the content of the VM state stream: what a VM's CONFIG, RAM,
+ * MACHINE, HART and DEVICE sections hold, how they are produced from a
+ * paused VM, and how they are checked and applied to a fresh VM. Snapshots
+ * and live migration both use these functions; only the order and the
+ * transport differ. Format: docs/migration-format.md. */
+#ifndef TERN_MIGRATION_VMSTATE_H
+#define TERN_MIGRATION_VMSTATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migration/stream.h"
+#include "util/error.h"
+
+struct vm;
+
+struct ram_stats {
+	uint64_t pages_data;     /* sent with contents */
+	uint64_t pages_zero;     /* sent as a flag */
+	uint64_t pages_skipped;  /* never populated: not scanned, not sent */
+};
+
+/* The shape a stream's CONFIG section describes: enough to build the
+ * target VM before the rest is checked against it. */
+struct vm_shape {
+	uint64_t ram_base, ram_size;
+	uint32_t num_harts;
+	/* The CONFIG payload, inside the reader: valid until its next read. */
+	const uint8_t *config;
+	uint64_t config_len;
+};
+
+int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err);
+/* Sends guest RAM pages: every populated page when `bitmap` is NULL (a
+ * snapshot, a first pass), else the pages whose bits are set. */
+int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
+		     struct ram_stats *stats, struct error *err);
+/* MACHINE, HART and DEVICE sections. The VM must be paused. */
+int vmstate_save_machine(struct vm *vm, struct mig_writer *w, struct error *err);
+
+/* A whole snapshot: header, CONFIG, RAM, MACHINE/HARTs/DEVICEs, END. */
+int vmstate_save_all(struct vm *vm, struct mig_writer *w, struct ram_stats *stats,
+		     struct error *err);
+
+/* Reads the header and the CONFIG section that must follow it. */
+int vmstate_read_shape(struct mig_reader *r, struct vm_shape *shape, struct error *err);
+
+struct vmstate_loader {
+	struct vm *vm;
+	bool config_checked;
+	bool machine_seen;
+	uint64_t harts_seen;       /* bit per hart */
+	uint64_t devices_seen;     /* bit per bus index */
+	bool fresh_ram;            /* target RAM never touched: ZERO pages need no write */
+	struct ram_stats ram;
+	uint64_t guest_time;       /* from MACHINE */
+};
+
+void vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, bool fresh_ram);
+/* Checks the stream's CONFIG (from vmstate_read_shape, before any further
+ * read) against the VM. */
+int vmstate_check_config(struct vmstate_loader *l, const struct vm_shape *shape,
+			 struct error *err);
+/* Applies one verified section. */
+int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
+			 struct error *err);
+/* Reads and applies sections until END; then checks that every hart and
+ * device got its state. */
+int vmstate_load_rest(struct vmstate_loader *l, struct mig_reader *r, struct error *err);
+
+#endif
