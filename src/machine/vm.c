@@ -337,6 +337,12 @@ int vm_run(struct vm *vm)
 			vm_request_stop(vm, VM_EXIT_ERROR);
 		}
 	}
+	/* Served only now: a restored VM is loaded by this point, so "running"
+	 * on the API means running. */
+	if (vm->api && api_server_start(vm->api, &err) < 0) {
+		log_error("%s", err.msg);
+		vm_request_stop(vm, VM_EXIT_ERROR);
+	}
 	for (unsigned i = 0; i < vm->num_harts; i++) {
 		if (hart_start_thread(&vm->harts[i], &err) < 0) {
 			log_error("%s", err.msg);

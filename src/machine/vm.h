@@ -147,7 +147,8 @@ bool sbi_handle_ecall(void *opaque, struct cpu *cpu);
 /* boot.c: loads kernel, initrd and device tree, sets up the boot hart. */
 int vm_load_boot_images(struct vm *vm, struct error *err);
 
-/* vm_api.c */
+/* vm_api.c: creates the API socket and registers the VM's commands;
+ * vm_run() starts serving it once the VM runs. */
 int vm_api_start(struct vm *vm, const char *path, struct error *err);
 
 #endif

@@ -29,23 +29,35 @@ static int sync_directory_of(const char *path, struct error *err)
 	return rc;
 }
 
-static int write_file(struct vm *vm, const char *path, struct snapshot_report *rep,
-		      struct error *err)
+/* Writes the state into a new temporary file; the guest must be paused. */
+static int write_state(struct vm *vm, const char *tmp, int *fd_out, struct snapshot_report *rep,
+		       struct error *err)
 {
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return error_set(err, ENAMETOOLONG, "snapshot path too long: %s", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return error_errno(err, errno, "cannot create the snapshot %s", tmp);
 	struct mig_writer w;
-	int rc = mig_writer_init(&w, fd, err);
+	int rc = mig_writer_init(&w, fd, true, err);
 	if (!rc) {
 		rc = vmstate_save_all(vm, &w, &rep->ram, err);
 		rep->bytes = w.bytes;
 		mig_writer_free(&w);
 	}
-	if (!rc && fsync(fd) < 0)
+	if (rc) {
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/* Makes the written state durable under its final name; the guest may
+ * already run again: what is in the file no longer depends on it. */
+static int publish(int fd, const char *tmp, const char *path, struct error *err)
+{
+	int rc = 0;
+	if (fsync(fd) < 0)
 		rc = error_errno(err, errno, "syncing the snapshot %s", tmp);
 	if (close(fd) < 0 && !rc)
 		rc = error_errno(err, errno, "closing the snapshot %s", tmp);
@@ -73,10 +85,16 @@ int snapshot_save(struct vm *vm, const char *path, bool stop_after,
 			return rc;
 	}
 	int64_t t1 = monotonic_ns();
-	int rc = write_file(vm, path, rep, err);
-	int64_t t2 = monotonic_ns();
-	rep->write_us = (uint64_t)(t2 - t1) / 1000;
+	char tmp[4096];
+	int fd = -1, rc = 0;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		rc = error_set(err, ENAMETOOLONG, "snapshot path too long: %s", path);
+	if (!rc)
+		rc = write_state(vm, tmp, &fd, rep, err);
 
+	/* A VM that stops after its snapshot waits for the file to be safe. */
+	if (!rc && stop_after)
+		rc = publish(fd, tmp, path, err);
 	if (rc || !stop_after) {
 		if (!was_paused) {
 			struct error e2 = { 0 };
@@ -87,6 +105,9 @@ int snapshot_save(struct vm *vm, const char *path, bool stop_after,
 		vm_request_stop(vm, VM_EXIT_POWEROFF);
 	}
 	rep->pause_us = was_paused ? 0 : (uint64_t)(monotonic_ns() - t0) / 1000;
+	if (!rc && !stop_after)
+		rc = publish(fd, tmp, path, err);
+	rep->write_us = (uint64_t)(monotonic_ns() - t1) / 1000;
 	if (!rc)
 		log_info("snapshot %s: %llu bytes (%llu pages with data, %llu zero, %llu never used), "
 			 "guest paused %llu ms", path, (unsigned long long)rep->bytes,

@@ -1,8 +1,10 @@
 /* stream.c: writing and reading the framed VM state stream.
  *
- * The writer buffers output and hashes every byte into a running XXH3 so
- * that END can carry a digest of the stream; each section also carries its
- * own XXH3 so that a reader never applies a section it has not verified.
+ * Each section carries its own XXH3, so that a reader never applies a
+ * section it has not verified; END carries a digest of the stream header
+ * and of every section's checksum in order, so that a section missing,
+ * repeated or moved is caught. A file writer hands full buffers to a
+ * thread, so producing the stream and the kernel copying it overlap.
  * The reader bounds every length before allocating or reading. */
 #include "migration/stream.h"
 
@@ -59,67 +61,150 @@ const char *mig_section_name(uint32_t type)
 
 /* ---- writer ------------------------------------------------------------ */
 
-static int writer_fail(struct mig_writer *w, int code, const char *what)
+static void record_failure(struct mig_writer *w, int code, const char *what)
 {
 	if (!w->failed) {
-		w->failed = true;
 		error_errno(&w->err, code, "%s", what);
+		__atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
 	}
-	return -code;
 }
 
-int mig_writer_init(struct mig_writer *w, int fd, struct error *err)
+static int write_fully(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			return EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	struct mig_writer *w = arg;
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->pending && !w->stop)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (!w->pending)
+			break;
+		uint8_t *buf = w->pending;
+		size_t len = w->pending_len;
+		pthread_mutex_unlock(&w->lock);
+		int e = write_fully(w->fd, buf, len);
+		pthread_mutex_lock(&w->lock);
+		if (e)
+			record_failure(w, e, "writing the state stream");
+		w->pending = NULL;
+		pthread_cond_broadcast(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int mig_writer_init(struct mig_writer *w, int fd, bool threaded, struct error *err)
 {
 	memset(w, 0, sizeof(*w));
 	w->fd = fd;
 	w->cap = WRITE_BUFFER;
 	w->buf = malloc(w->cap);
+	w->spare = threaded ? malloc(w->cap) : NULL;
 	w->hash = XXH3_createState();
-	if (!w->buf || !w->hash) {
+	if (!w->buf || !w->hash || (threaded && !w->spare)) {
 		mig_writer_free(w);
 		return error_set(err, ENOMEM, "cannot allocate the stream writer");
 	}
 	XXH3_64bits_reset(w->hash);
+	if (threaded) {
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->cond, NULL);
+		int rc = pthread_create(&w->thread, NULL, writer_main, w);
+		if (rc) {
+			pthread_cond_destroy(&w->cond);
+			pthread_mutex_destroy(&w->lock);
+			mig_writer_free(w);
+			return error_errno(err, rc, "cannot start the stream writer thread");
+		}
+		w->threaded = true;
+	}
 	return 0;
 }
 
 void mig_writer_free(struct mig_writer *w)
 {
+	if (w->threaded) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		w->threaded = false;
+	}
 	free(w->buf);
+	free(w->spare);
 	if (w->hash)
 		XXH3_freeState(w->hash);
-	w->buf = NULL;
+	w->buf = w->spare = NULL;
 	w->hash = NULL;
+}
+
+static int failure_code(const struct mig_writer *w)
+{
+	return -(w->err.code ? w->err.code : EIO);
+}
+
+/* Hands the filled buffer over: written now, or by the thread while the
+ * other buffer fills. */
+static int hand_off(struct mig_writer *w, bool wait)
+{
+	if (!w->threaded) {
+		int e = w->failed ? 0 : write_fully(w->fd, w->buf, w->len);
+		if (e)
+			record_failure(w, e, "writing the state stream");
+		w->len = 0;
+		return w->failed ? failure_code(w) : 0;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (w->pending)
+		pthread_cond_wait(&w->cond, &w->lock);
+	if (!w->failed && w->len) {
+		w->pending = w->buf;
+		w->pending_len = w->len;
+		w->buf = w->spare;
+		w->spare = w->pending;
+		w->len = 0;
+		pthread_cond_broadcast(&w->cond);
+	}
+	while (wait && w->pending)
+		pthread_cond_wait(&w->cond, &w->lock);
+	int rc = w->failed ? failure_code(w) : 0;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
 }
 
 int mig_flush(struct mig_writer *w)
 {
-	size_t done = 0;
-	while (!w->failed && done < w->len) {
-		ssize_t n = write(w->fd, w->buf + done, w->len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return writer_fail(w, errno, "writing the state stream");
-		if (n == 0)
-			return writer_fail(w, EIO, "writing the state stream");
-		done += (size_t)n;
-	}
-	w->len = 0;
-	return w->failed ? -(w->err.code ? w->err.code : EIO) : 0;
+	return hand_off(w, true);
 }
 
-/* Appends to the output (hashing it), flushing when the buffer fills. */
+/* Appends to the output, handing buffers over as they fill. */
 static int emit(struct mig_writer *w, const void *data, size_t len)
 {
 	const uint8_t *p = data;
-	if (w->failed)
-		return -EIO;
-	XXH3_64bits_update(w->hash, p, len);
+	if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
+		return failure_code(w);
 	w->bytes += len;
 	while (len) {
-		if (w->len == w->cap && mig_flush(w) < 0)
-			return -EIO;
+		if (w->len == w->cap && hand_off(w, false) < 0)
+			return failure_code(w);
 		size_t n = w->cap - w->len < len ? w->cap - w->len : len;
 		memcpy(w->buf + w->len, p, n);
 		w->len += n;
@@ -135,35 +220,44 @@ int mig_write_header(struct mig_writer *w)
 	memcpy(h, MIG_MAGIC, 8);
 	put_le32(h + 8, MIG_FORMAT_VERSION);
 	put_le32(h + 12, 0);
+	XXH3_64bits_update(w->hash, h, sizeof(h));
 	return emit(w, h, sizeof(h));
 }
 
 int mig_write_section(struct mig_writer *w, uint32_t type, uint32_t instance, uint32_t version,
 		      const void *payload, size_t len)
 {
-	if (len > MIG_MAX_SECTION)
-		return writer_fail(w, EFBIG, "a state section is larger than the format allows");
+	if (len > MIG_MAX_SECTION) {
+		record_failure(w, EFBIG, "a state section is larger than the format allows");
+		return failure_code(w);
+	}
 	uint8_t h[MIG_SECTION_HEADER_SIZE], sum[8];
 	put_le32(h, type);
 	put_le32(h + 4, instance);
 	put_le32(h + 8, version);
 	put_le32(h + 12, 0);
 	put_le64(h + 16, len);
-	XXH3_state_t *s = XXH3_createState();
-	if (!s)
-		return writer_fail(w, ENOMEM, "hashing a state section");
-	XXH3_64bits_reset(s);
-	XXH3_64bits_update(s, h, sizeof(h));
-	XXH3_64bits_update(s, payload, len);
-	put_le64(sum, XXH3_64bits_digest(s));
-	XXH3_freeState(s);
+	XXH3_state_t *st = XXH3_createState();
+	if (!st) {
+		record_failure(w, ENOMEM, "hashing a state section");
+		return failure_code(w);
+	}
+	XXH3_64bits_reset(st);
+	XXH3_64bits_update(st, h, sizeof(h));
+	XXH3_64bits_update(st, payload, len);
+	put_le64(sum, XXH3_64bits_digest(st));
+	XXH3_freeState(st);
 	int rc = emit(w, h, sizeof(h));
 	if (!rc)
 		rc = emit(w, payload, len);
 	if (!rc)
 		rc = emit(w, sum, sizeof(sum));
-	if (!rc)
+	if (!rc && type != MIG_SEC_END) {
+		/* The stream digest chains section checksums: a section
+		 * missing, repeated or moved changes it. */
+		XXH3_64bits_update(w->hash, sum, sizeof(sum));
 		w->sections++;
+	}
 	return rc;
 }
 
@@ -180,11 +274,11 @@ int mig_write_end(struct mig_writer *w)
 
 int mig_writer_status(const struct mig_writer *w, struct error *err)
 {
-	if (!w->failed)
+	if (!__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
 		return 0;
 	if (err)
 		*err = w->err;
-	return -(w->err.code ? w->err.code : EIO);
+	return failure_code(w);
 }
 
 /* ---- reader ------------------------------------------------------------ */
@@ -240,7 +334,6 @@ static int take(struct mig_reader *r, void *dst, size_t len, const char *part, s
 		out += n;
 		want -= n;
 	}
-	XXH3_64bits_update(r->hash, dst, len);
 	r->bytes += len;
 	return 0;
 }
@@ -251,6 +344,7 @@ int mig_read_header(struct mig_reader *r, struct error *err)
 	int rc = take(r, h, sizeof(h), "the stream header", err);
 	if (rc)
 		return rc;
+	XXH3_64bits_update(r->hash, h, sizeof(h));
 	if (memcmp(h, MIG_MAGIC, 8) != 0)
 		return error_set(err, EPROTO, "%s is not a tern VM state stream (bad magic)", r->what);
 	uint32_t version = get_le32(h + 8), flags = get_le32(h + 12);
@@ -337,6 +431,7 @@ int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *
 		r->ended = true;
 		return 0;
 	}
+	XXH3_64bits_update(r->hash, sum, sizeof(sum));
 	r->sections++;
 	return 1;
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "util/error.h"
@@ -34,16 +35,27 @@ struct mig_section {
 
 struct mig_writer {
 	int fd;
-	uint8_t *buf;
+	uint8_t *buf;                   /* being filled */
 	size_t len, cap;
-	void *hash;                     /* XXH3 state over every byte written */
-	uint64_t bytes;                 /* written to the fd so far, incl. buffered */
+	void *hash;                     /* XXH3 over the header and each section's checksum */
+	uint64_t bytes;                 /* produced so far, incl. buffered */
 	uint64_t sections;
 	bool failed;
 	struct error err;               /* the first failure */
+	/* With a writer thread, one buffer is written while the other fills,
+	 * so producing the stream and the kernel's copy run on two cores. */
+	bool threaded;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint8_t *spare;                 /* the other buffer */
+	uint8_t *pending;               /* handed to the thread, NULL when idle */
+	size_t pending_len;
+	bool stop;
 };
 
-int mig_writer_init(struct mig_writer *w, int fd, struct error *err);
+/* threaded: write from a helper thread (files, large streams). */
+int mig_writer_init(struct mig_writer *w, int fd, bool threaded, struct error *err);
 void mig_writer_free(struct mig_writer *w);
 int mig_write_header(struct mig_writer *w);
 int mig_write_section(struct mig_writer *w, uint32_t type, uint32_t instance, uint32_t version,
@@ -61,7 +73,7 @@ struct mig_reader {
 	size_t start, end, cap;
 	uint8_t *payload;               /* the current section's payload */
 	size_t payload_cap;
-	void *hash;
+	void *hash;                     /* XXH3 over the header and each section's checksum */
 	uint64_t bytes;                 /* consumed so far */
 	uint64_t sections;
 	bool ended;
