@@ -28,7 +28,7 @@ static inline uint8_t dest(uint32_t rd)
 
 static void set(struct insn *in, enum rv_op op, uint32_t rd, uint32_t rs1, uint32_t rs2, int32_t imm)
 {
-	in->op = op;
+	in->op = (uint8_t)op;
 	in->rd = dest(rd);
 	in->rs1 = (uint8_t)rs1;
 	in->rs2 = (uint8_t)rs2;
@@ -149,9 +149,7 @@ static bool decode_fp(uint32_t r, struct insn *in)
 		in->rd = dest(in->rd);
 	in->rs1 = (uint8_t)bits(r, 19, 15);
 	in->rs2 = (uint8_t)rs2;
-	in->rs3 = (uint8_t)bits(r, 31, 27);
-	in->rm = (uint8_t)rm;
-	in->imm = op;
+	in->imm = RV_FP_IMM((uint32_t)op, rm, bits(r, 31, 27));
 	return true;
 }
 
@@ -160,7 +158,6 @@ static void decode32(uint32_t r, struct insn *in)
 	uint32_t opcode = bits(r, 6, 0), rd = bits(r, 11, 7), f3 = bits(r, 14, 12);
 	uint32_t rs1 = bits(r, 19, 15), rs2 = bits(r, 24, 20), f7 = bits(r, 31, 25);
 
-	in->len = 4;
 	switch (opcode) {
 	case 0x37: set(in, RV_OP_LUI, rd, 0, 0, imm_u(r)); return;
 	case 0x17: set(in, RV_OP_AUIPC, rd, 0, 0, imm_u(r)); return;
@@ -351,9 +348,9 @@ static void decode32(uint32_t r, struct insn *in)
 				RV_OP_ILLEGAL, RV_OP_CSRRW, RV_OP_CSRRS, RV_OP_CSRRC,
 				RV_OP_ILLEGAL, RV_OP_CSRRWI, RV_OP_CSRRSI, RV_OP_CSRRCI,
 			};
-			/* rs1 is the register or the 5-bit immediate; imm the CSR. */
-			set(in, csr_ops[f3], rd, rs1, 0, (int32_t)bits(r, 31, 20));
-			in->rs3 = (uint8_t)rd;   /* the architectural rd, to tell x0 apart */
+			/* rs1 is the register or the 5-bit immediate; imm the CSR
+			 * and the architectural rd, to tell x0 apart. */
+			set(in, csr_ops[f3], rd, rs1, 0, RV_CSR_IMM(bits(r, 31, 20), rd));
 			return;
 		}
 	case 0x07:
@@ -379,7 +376,6 @@ static void decode32(uint32_t r, struct insn *in)
 		break;
 	}
 	illegal(in, r);
-	in->len = 4;
 }
 
 /* Compressed register fields name x8..x15. */
@@ -391,7 +387,6 @@ static void decode16(uint32_t r, struct insn *in)
 	uint32_t rd = bits(r, 11, 7), rs2 = bits(r, 6, 2);
 	uint32_t rdp = creg(bits(r, 4, 2)), rs1p = creg(bits(r, 9, 7));
 
-	in->len = 2;
 	switch (quadrant) {
 	case 0:
 		switch (f3) {
@@ -553,7 +548,6 @@ static void decode16(uint32_t r, struct insn *in)
 		break;
 	}
 	illegal(in, r & 0xffff);
-	in->len = 2;
 }
 
 void rv_decode(uint32_t raw, struct insn *out)

@@ -144,6 +144,9 @@ struct cpu *rv64_interp_create(const struct cpu_env *env, unsigned hart_id)
 	h->s.stimecmp = ~0ull;
 	h->dcache_gen = 1;
 	h->fetch_ctx = NULL;
+	/* calloc'ed entries look valid for page 0: have the flush visit all. */
+	for (unsigned c = 0; c < TLB_CTX_COUNT; c++)
+		memset(h->tlb[c].filled, 0xff, sizeof(h->tlb[c].filled));
 	rv_tlb_flush_all(h);
 	rv_update_contexts(h);
 	return &h->cpu;

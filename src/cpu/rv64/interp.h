@@ -5,9 +5,13 @@
  *    for reads, writes and fetches, holding host-address offsets for RAM
  *    pages; MMIO never enters it, so every device access takes the slow path;
  *  - decoded instructions per physical page (one slot per halfword), owned
- *    by this hart and dropped by FENCE.I: the ISA only promises that stores
- *    become visible to instruction fetch after a FENCE.I on the fetching hart,
- *    which is exactly when the cache is discarded;
+ *    by this hart and decoded from a copy of the page taken when the slots
+ *    were reset. The ISA only promises that stores become visible to
+ *    instruction fetch after a FENCE.I on the fetching hart, so FENCE.I
+ *    marks every page stale, and a stale page is used again only after its
+ *    copy was found equal to guest memory (else it is reset). Linux runs
+ *    FENCE.I whenever it maps an executable page, so most stale pages are
+ *    in fact unchanged;
  *  - the page currently being executed (fetch_vbase/fetch_slots).
  * A page enters the write TLB only after it was marked dirty in guest RAM's
  * bitmap, so every guest store is seen by dirty tracking. */
@@ -22,24 +26,41 @@
 #include "cpu/rv64/ops.h"
 #include "mem/guest_ram.h"
 
+/* One decoded instruction, 16 bytes. Neither its length nor its address is
+ * stored: exec.c has a copy of each operation per length (handler points
+ * at the right one), so that stepping to the next slot does not wait for a
+ * load, and the pc follows from the slot's place in its page. */
 struct insn {
-	uint16_t op;            /* enum rv_op */
+	const void *handler;    /* exec.c's code for it; h->decode_handler if undecoded */
+	int32_t imm;            /* immediate; see RV_FP_* and RV_CSR_* for those ops */
+	uint8_t op;             /* enum rv_op */
 	uint8_t rd;             /* 32 = the discard slot, when rd is x0 */
-	uint8_t rs1, rs2, rs3;
-	uint8_t len;            /* 2 or 4 bytes */
-	uint8_t rm;             /* FP rounding mode field; fpu op for RV_OP_FP in imm */
-	int32_t imm;            /* immediate, CSR number, or raw bits for ILLEGAL */
+	uint8_t rs1, rs2;
 };
+
+/* RV_OP_FP: imm = fpu_op | rm << 8 | rs3 << 11. */
+#define RV_FP_IMM(fop, rm, rs3) ((int32_t)((fop) | (rm) << 8 | (rs3) << 11))
+#define RV_FP_OP(imm) ((unsigned)(imm) & 0xff)
+#define RV_FP_RM(imm) (((unsigned)(imm) >> 8) & 7)
+#define RV_FP_RS3(imm) (((unsigned)(imm) >> 11) & 31)
+/* CSR ops: imm = csr | architectural rd << 12 (rd = 0 tells a CSRRW not to read). */
+#define RV_CSR_IMM(csr, rd) ((int32_t)((csr) | (rd) << 12))
+#define RV_CSR_NUM(imm) ((unsigned)(imm) & 0xfff)
+#define RV_CSR_RD(imm) ((unsigned)(imm) >> 12)
 
 #define RV_PAGE_SLOTS 2048      /* 4 KiB / 2-byte halfwords */
 
 struct dpage {
 	uint64_t ppage;         /* guest physical page address */
 	uint64_t gen;           /* valid while equal to the hart's dcache_gen */
-	struct insn slots[RV_PAGE_SLOTS];
+	/* One more slot than halfwords: running off the end of the page lands
+	 * on an undecoded slot at offset 4096, which the decoder turns into a
+	 * fetch from the next page; sequential steps need no bounds check. */
+	struct insn slots[RV_PAGE_SLOTS + 1];
+	uint8_t raw[4096];      /* the bytes the slots are decoded from */
 };
 
-#define TLB_ENTRIES 256
+#define TLB_ENTRIES 1024
 #define TLB_INVALID (~0ull)
 
 struct tlb_entry {
@@ -49,20 +70,25 @@ struct tlb_entry {
 
 struct tlb_fetch_entry {
 	uint64_t vpage;
-	intptr_t addend;
+	uint64_t gen;           /* dcache_gen when dp was last known valid */
 	struct dpage *dp;
 };
 
 /* Translation contexts: permissions checked at fill time depend on them. */
 enum { TLB_CTX_U, TLB_CTX_S, TLB_CTX_S_SUM, TLB_CTX_M, TLB_CTX_COUNT };
 
+enum { TLB_READ, TLB_WRITE, TLB_FETCH, TLB_KINDS };
+
 struct tlb_ctx {
 	struct tlb_entry read[TLB_ENTRIES];
 	struct tlb_entry write[TLB_ENTRIES];
 	struct tlb_fetch_entry fetch[TLB_ENTRIES];
+	/* Entries filled since the last flush, per kind: a flush visits only
+	 * those (Linux flushes everything on every context switch). */
+	uint64_t filled[TLB_KINDS][TLB_ENTRIES / 64];
 };
 
-#define DCACHE_SETS 2048
+#define DCACHE_SETS 4096
 
 enum access_type { ACCESS_READ, ACCESS_WRITE, ACCESS_FETCH };
 
@@ -94,7 +120,9 @@ struct rv_interp {
 	struct tlb_ctx *tlb;            /* [TLB_CTX_COUNT], heap */
 	struct tlb_ctx *data_ctx;       /* context for loads and stores */
 	struct tlb_ctx *fetch_ctx;      /* context for instruction fetch */
-	bool tlb_has_superpages;        /* a per-address sfence.vma must flush all */
+	/* Virtual addresses covered by the superpages that entries were filled
+	 * from: a per-address sfence.vma in there must flush everything. */
+	uint64_t tlb_super_lo, tlb_super_hi;
 	bool tlb_mxr;                   /* mstatus.MXR when the entries were filled */
 
 	/* decoded instructions */
@@ -103,7 +131,8 @@ struct rv_interp {
 	uint64_t dcache_gen;
 	uint64_t fetch_vbase;           /* virtual page being executed, or TLB_INVALID */
 	struct insn *fetch_slots;
-	const uint8_t *fetch_host;      /* host address of that page */
+	const uint8_t *fetch_host;      /* its bytes: the dpage's raw copy */
+	const void *decode_handler;     /* exec.c's code for an undecoded slot */
 
 	/* instret accounting: the run loop's budget, published for CSR reads */
 	int64_t budget_start, budget_left;

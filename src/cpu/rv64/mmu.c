@@ -56,15 +56,16 @@ static unsigned effective_priv(const struct rv_interp *h, enum access_type type)
 }
 
 /* Walks the page table for vaddr. On success *paddr is the physical address
- * and *superpage tells whether the leaf was above level 0. */
+ * and *span the offset mask of the leaf's page (0xfff for a 4 KiB page, more
+ * for a superpage). */
 static bool walk(struct rv_interp *h, uint64_t vaddr, enum access_type type, uint64_t *paddr,
-		 bool *superpage)
+		 uint64_t *span)
 {
 	unsigned priv = effective_priv(h, type);
 	uint64_t satp = h->s.satp;
 	unsigned mode = (unsigned)(satp >> 60);
 
-	*superpage = false;
+	*span = 0xfff;
 	if (priv == RV_PRIV_M || mode == SATP_MODE_BARE) {
 		*paddr = vaddr;
 		return true;
@@ -125,7 +126,7 @@ retry:;
 		}
 		uint64_t offset_mask = (1ull << (12 + 9 * level)) - 1;
 		*paddr = ((ppn << 12) & ~offset_mask) | (vaddr & offset_mask);
-		*superpage = level > 0;
+		*span = offset_mask;
 		return true;
 	}
 	return fault(h, page_fault_cause(type), vaddr);
@@ -133,27 +134,50 @@ retry:;
 
 bool rv_translate(struct rv_interp *h, uint64_t vaddr, enum access_type type, uint64_t *paddr)
 {
-	bool superpage;
-	return walk(h, vaddr, type, paddr, &superpage);
+	uint64_t span;
+	return walk(h, vaddr, type, paddr, &span);
 }
 
-static void flush_ctx_fetch(struct tlb_ctx *ctx)
+/* Bookkeeping for an entry of `kind` at index idx, filled from a page with
+ * offset mask span. */
+static void note_fill(struct rv_interp *h, struct tlb_ctx *ctx, unsigned kind, unsigned idx,
+		      uint64_t vaddr, uint64_t span)
 {
-	for (unsigned i = 0; i < TLB_ENTRIES; i++)
-		ctx->fetch[i].vpage = TLB_INVALID;
+	ctx->filled[kind][idx / 64] |= 1ull << (idx % 64);
+	if (span > 0xfff) {
+		uint64_t lo = vaddr & ~span;
+		if (lo < h->tlb_super_lo)
+			h->tlb_super_lo = lo;
+		if (lo + span > h->tlb_super_hi)
+			h->tlb_super_hi = lo + span;
+	}
+}
+
+static void flush_kind(struct tlb_ctx *ctx, unsigned kind)
+{
+	for (unsigned w = 0; w < TLB_ENTRIES / 64; w++) {
+		uint64_t bits = ctx->filled[kind][w];
+		ctx->filled[kind][w] = 0;
+		while (bits) {
+			unsigned i = w * 64 + (unsigned)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			if (kind == TLB_FETCH)
+				ctx->fetch[i].vpage = TLB_INVALID;
+			else if (kind == TLB_READ)
+				ctx->read[i].vpage = TLB_INVALID;
+			else
+				ctx->write[i].vpage = TLB_INVALID;
+		}
+	}
 }
 
 void rv_tlb_flush_all(struct rv_interp *h)
 {
-	for (unsigned c = 0; c < TLB_CTX_COUNT; c++) {
-		struct tlb_ctx *ctx = &h->tlb[c];
-		for (unsigned i = 0; i < TLB_ENTRIES; i++) {
-			ctx->read[i].vpage = TLB_INVALID;
-			ctx->write[i].vpage = TLB_INVALID;
-		}
-		flush_ctx_fetch(ctx);
-	}
-	h->tlb_has_superpages = false;
+	for (unsigned c = 0; c < TLB_CTX_COUNT; c++)
+		for (unsigned k = 0; k < TLB_KINDS; k++)
+			flush_kind(&h->tlb[c], k);
+	h->tlb_super_lo = ~0ull;
+	h->tlb_super_hi = 0;
 	h->fetch_vbase = TLB_INVALID;
 }
 
@@ -161,7 +185,7 @@ void rv_tlb_flush_page(struct rv_interp *h, uint64_t vaddr)
 {
 	/* An entry filled from a superpage covers one 4 KiB piece of it, so a
 	 * flush naming any address of the superpage must drop all pieces. */
-	if (h->tlb_has_superpages) {
+	if (vaddr >= h->tlb_super_lo && vaddr <= h->tlb_super_hi) {
 		rv_tlb_flush_all(h);
 		return;
 	}
@@ -217,8 +241,8 @@ static void *ram_page(struct rv_interp *h, uint64_t paddr)
 static void *data_page(struct rv_interp *h, uint64_t vaddr, enum access_type type,
 		       uint64_t *paddr, bool *faulted)
 {
-	bool superpage;
-	*faulted = !walk(h, vaddr, type, paddr, &superpage);
+	uint64_t span;
+	*faulted = !walk(h, vaddr, type, paddr, &span);
 	if (*faulted)
 		return NULL;
 	uint8_t *host = ram_page(h, *paddr);
@@ -226,11 +250,11 @@ static void *data_page(struct rv_interp *h, uint64_t vaddr, enum access_type typ
 		return NULL;
 	if (type == ACCESS_WRITE)
 		guest_ram_mark_dirty(h->ram, *paddr, 1);
-	struct tlb_entry *e = (type == ACCESS_WRITE ? h->data_ctx->write : h->data_ctx->read) +
-			      ((vaddr >> 12) & (TLB_ENTRIES - 1));
+	unsigned idx = (vaddr >> 12) & (TLB_ENTRIES - 1);
+	struct tlb_entry *e = (type == ACCESS_WRITE ? h->data_ctx->write : h->data_ctx->read) + idx;
 	e->vpage = vaddr & ~0xfffull;
 	e->addend = (intptr_t)host - (intptr_t)e->vpage;
-	h->tlb_has_superpages |= superpage;
+	note_fill(h, h->data_ctx, type == ACCESS_WRITE ? TLB_WRITE : TLB_READ, idx, vaddr, span);
 	h->stat_tlb_misses++;
 	return host + (vaddr & 0xfff);
 }
@@ -271,10 +295,9 @@ bool rv_store_slow(struct rv_interp *h, uint64_t vaddr, unsigned size, uint64_t 
 	if ((vaddr & 0xfff) + size > 4096) {
 		/* Check both pages before writing either, so a fault on the
 		 * second leaves memory untouched. */
-		uint64_t pa;
-		bool superpage;
-		if (!walk(h, vaddr, ACCESS_WRITE, &pa, &superpage) ||
-		    !walk(h, vaddr + size - 1, ACCESS_WRITE, &pa, &superpage))
+		uint64_t pa, span;
+		if (!walk(h, vaddr, ACCESS_WRITE, &pa, &span) ||
+		    !walk(h, vaddr + size - 1, ACCESS_WRITE, &pa, &span))
 			return false;
 		for (unsigned i = 0; i < size; i++)
 			if (!rv_store_slow(h, vaddr + i, 1, value >> (8 * i)))
@@ -320,14 +343,16 @@ void *rv_amo_addr(struct rv_interp *h, uint64_t vaddr, unsigned size, bool is_lo
 static void flush_fetch_entries(struct rv_interp *h)
 {
 	for (unsigned c = 0; c < TLB_CTX_COUNT; c++)
-		flush_ctx_fetch(&h->tlb[c]);
+		flush_kind(&h->tlb[c], TLB_FETCH);
 	h->fetch_vbase = TLB_INVALID;
 }
 
+/* Fetch TLB entries stay: they turn stale with the generation, and the next
+ * fetch through one revalidates its page without a page walk. */
 void rv_dcache_flush(struct rv_interp *h)
 {
 	h->dcache_gen++;
-	flush_fetch_entries(h);
+	h->fetch_vbase = TLB_INVALID;
 }
 
 void rv_dcache_free(struct rv_interp *h)
@@ -341,14 +366,28 @@ void rv_dcache_free(struct rv_interp *h)
 	h->dcache_fallback = NULL;
 }
 
-static void dpage_reset(struct rv_interp *h, struct dpage *dp, uint64_t ppage)
+static void dpage_reset(struct rv_interp *h, struct dpage *dp, uint64_t ppage, const uint8_t *host)
 {
 	dp->ppage = ppage;
 	dp->gen = h->dcache_gen;
-	memset(dp->slots, 0, sizeof(dp->slots));   /* RV_OP_DECODE is 0 */
+	memcpy(dp->raw, host, sizeof(dp->raw));
+	/* dpages are reset only from within rv_run, which sets decode_handler. */
+	for (unsigned i = 0; i <= RV_PAGE_SLOTS; i++)
+		dp->slots[i] = (struct insn){ .handler = h->decode_handler };
 }
 
-static struct dpage *dcache_lookup(struct rv_interp *h, uint64_t ppage)
+/* A stale page whose bytes did not change is as good as a fresh one. */
+static void dpage_revalidate(struct rv_interp *h, struct dpage *dp, const uint8_t *host)
+{
+	if (dp->gen == h->dcache_gen)
+		return;
+	if (memcmp(dp->raw, host, sizeof(dp->raw)) == 0)
+		dp->gen = h->dcache_gen;
+	else
+		dpage_reset(h, dp, dp->ppage, host);
+}
+
+static struct dpage *dcache_lookup(struct rv_interp *h, uint64_t ppage, const uint8_t *host)
 {
 	unsigned set = (unsigned)(ppage >> 12) % DCACHE_SETS;
 	struct dpage *dp = h->dcache[set];
@@ -363,16 +402,16 @@ static struct dpage *dcache_lookup(struct rv_interp *h, uint64_t ppage)
 			flush_fetch_entries(h);
 		}
 		h->dcache[set] = dp;
-		dpage_reset(h, dp, ppage);
+		dpage_reset(h, dp, ppage, host);
 		return dp;
 	}
 	if (dp->ppage != ppage) {
 		/* Fetch TLB entries may point at this page: drop them all. */
 		flush_fetch_entries(h);
 		h->stat_dpage_evictions++;
-		dpage_reset(h, dp, ppage);
-	} else if (dp->gen != h->dcache_gen) {
-		dpage_reset(h, dp, ppage);
+		dpage_reset(h, dp, ppage, host);
+	} else {
+		dpage_revalidate(h, dp, host);
 	}
 	return dp;
 }
@@ -380,33 +419,36 @@ static struct dpage *dcache_lookup(struct rv_interp *h, uint64_t ppage)
 bool rv_fetch_page(struct rv_interp *h, uint64_t pc)
 {
 	uint64_t vpage = pc & ~0xfffull;
-	struct tlb_fetch_entry *e = &h->fetch_ctx->fetch[(pc >> 12) & (TLB_ENTRIES - 1)];
+	unsigned idx = (pc >> 12) & (TLB_ENTRIES - 1);
+	struct tlb_fetch_entry *e = &h->fetch_ctx->fetch[idx];
 	if (e->vpage != vpage) {
-		uint64_t paddr;
-		bool superpage;
-		if (!walk(h, pc, ACCESS_FETCH, &paddr, &superpage))
+		uint64_t paddr, span;
+		if (!walk(h, pc, ACCESS_FETCH, &paddr, &span))
 			return false;
 		uint8_t *host = ram_page(h, paddr);
 		if (!host)
 			return fault(h, EXC_INSN_ACCESS, pc);
-		struct dpage *dp = dcache_lookup(h, paddr & ~0xfffull);
+		struct dpage *dp = dcache_lookup(h, paddr & ~0xfffull, host);
 		/* dcache_lookup may have flushed fetch entries; e is still ours. */
 		e->vpage = vpage;
-		e->addend = (intptr_t)host - (intptr_t)vpage;
 		e->dp = dp;
-		h->tlb_has_superpages |= superpage;
+		note_fill(h, h->fetch_ctx, TLB_FETCH, idx, pc, span);
+	} else if (e->gen != h->dcache_gen) {
+		/* The translation is still right (a flush would have dropped e);
+		 * the page's decoded slots may not be. */
+		dpage_revalidate(h, e->dp, ram_page(h, e->dp->ppage));
 	}
+	e->gen = h->dcache_gen;
 	h->fetch_vbase = vpage;
 	h->fetch_slots = e->dp->slots;
-	h->fetch_host = (const uint8_t *)(uintptr_t)(vpage + e->addend);
+	h->fetch_host = e->dp->raw;
 	return true;
 }
 
 bool rv_fetch_halfword(struct rv_interp *h, uint64_t vaddr, uint16_t *out)
 {
-	uint64_t paddr;
-	bool superpage;
-	if (!walk(h, vaddr, ACCESS_FETCH, &paddr, &superpage))
+	uint64_t paddr, span;
+	if (!walk(h, vaddr, ACCESS_FETCH, &paddr, &span))
 		return false;
 	const void *p = guest_ram_ptr(h->ram, paddr, 2);
 	if (!p)
