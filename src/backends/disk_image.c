@@ -27,7 +27,8 @@ static void reset_closed(struct disk_image *d)
 	d->fd = -1;
 }
 
-int disk_image_open(struct disk_image *d, const char *path, bool read_only, struct error *err)
+int disk_image_open_unlocked(struct disk_image *d, const char *path, bool read_only,
+			     struct error *err)
 {
 	int ret;
 
@@ -88,25 +89,6 @@ int disk_image_open(struct disk_image *d, const char *path, bool read_only, stru
 		goto fail;
 	}
 
-	/* flock locks belong to the open file description: a second open of
-	 * the same image conflicts even inside this process, and the lock
-	 * goes away with the descriptor, also when tern crashes. */
-	for (;;) {
-		if (flock(fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
-			break;
-		int e = errno;
-		if (e == EINTR)
-			continue;
-		if (e == EWOULDBLOCK) {
-			ret = error_set(err, EBUSY, "disk image %s is already in use by another "
-					"process (it holds a %s lock)", path,
-					read_only ? "write" : "conflicting");
-		} else {
-			ret = error_errno(err, e, "cannot lock disk image %s", path);
-		}
-		goto fail;
-	}
-
 	d->fd = fd;
 	d->size = size;
 	d->read_only = read_only;
@@ -117,6 +99,46 @@ fail:
 	close(fd);
 	reset_closed(d);
 	return ret;
+}
+
+int disk_image_lock(struct disk_image *d, struct error *err)
+{
+	if (d->locked)
+		return 0;
+	/* flock locks belong to the open file description: a second open of
+	 * the same image conflicts even inside this process, and the lock
+	 * goes away with the descriptor, also when tern crashes. */
+	for (;;) {
+		if (flock(d->fd, (d->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+			break;
+		int e = errno;
+		if (e == EINTR)
+			continue;
+		if (e == EWOULDBLOCK)
+			return error_set(err, EBUSY, "disk image %s is already in use by another "
+					 "process (it holds a %s lock)", d->path,
+					 d->read_only ? "write" : "conflicting");
+		return error_errno(err, e, "cannot lock disk image %s", d->path);
+	}
+	d->locked = true;
+	return 0;
+}
+
+void disk_image_unlock(struct disk_image *d)
+{
+	if (d->locked && flock(d->fd, LOCK_UN) == 0)
+		d->locked = false;
+}
+
+int disk_image_open(struct disk_image *d, const char *path, bool read_only, struct error *err)
+{
+	int rc = disk_image_open_unlocked(d, path, read_only, err);
+	if (rc)
+		return rc;
+	rc = disk_image_lock(d, err);
+	if (rc)
+		disk_image_close(d);
+	return rc;
 }
 
 void disk_image_close(struct disk_image *d)

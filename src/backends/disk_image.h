@@ -23,6 +23,7 @@ struct disk_image {
 	char path[4096];        /* as given, for messages */
 	uint64_t size;          /* bytes, a non-zero multiple of DISK_SECTOR_SIZE */
 	bool read_only;
+	bool locked;            /* holds its advisory lock */
 	bool block_device;
 	/* Learnt on the first EOPNOTSUPP, so that a file system without
 	 * them costs one failed system call, not one per request. */
@@ -36,6 +37,14 @@ struct disk_image {
  * makes this fail with -EBUSY. The size must be a non-zero multiple of
  * 512 bytes. On failure *d is left closed (fd -1). */
 int disk_image_open(struct disk_image *d, const char *path, bool read_only, struct error *err);
+/* The same without taking the lock: a migration destination opens the
+ * image the source still holds and takes the lock at the switch-over. */
+int disk_image_open_unlocked(struct disk_image *d, const char *path, bool read_only,
+			     struct error *err);
+/* Takes (-EBUSY if another holds a conflicting lock) or drops the lock. */
+int disk_image_lock(struct disk_image *d, struct error *err);
+void disk_image_unlock(struct disk_image *d);
+
 /* Releases the lock and closes; harmless on a closed image. */
 void disk_image_close(struct disk_image *d);
 

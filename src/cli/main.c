@@ -20,6 +20,7 @@
 #include "api/api_client.h"
 #include "devices/virtio/net.h"
 #include "machine/vm.h"
+#include "migration/incoming.h"
 #include "migration/snapshot.h"
 #include "util/log.h"
 
@@ -28,14 +29,21 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: tern vm run --kernel IMAGE [options]\n"
 		"       tern vm run --restore FILE [options]\n"
+		"       tern vm run --incoming tcp:ADDR:PORT [options]\n"
 		"       tern vm status|pause|resume|stop --api-socket PATH\n"
 		"       tern vm snapshot --api-socket PATH --to FILE [--stop]\n"
+		"       tern vm migrate --api-socket PATH --to tcp:HOST:PORT [--downtime-ms N]\n"
+		"                       [--bandwidth MBPS] [--max-passes N] [--watch]\n"
+		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
 		"\n"
 		"vm run options:\n"
 		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"
 		"  --restore FILE      continue the VM saved in FILE by vm snapshot; --memory\n"
 		"                      and --cpus default to the saved VM's, disks and NICs\n"
 		"                      must be given as they were\n"
+		"  --incoming tcp:ADDR:PORT\n"
+		"                      wait for a live migration on ADDR:PORT; like --restore,\n"
+		"                      memory and harts come from the incoming VM\n"
 		"  --initrd FILE       initial ramdisk\n"
 		"  --cmdline TEXT      kernel command line\n"
 		"  --memory SIZE       guest RAM, e.g. 256M or 2G (default 256M)\n"
@@ -203,7 +211,8 @@ static int check_memory(uint64_t memory)
 static int cmd_vm_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
-	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET, OPT_RESTORE };
+	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET, OPT_RESTORE,
+	       OPT_INCOMING };
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -218,9 +227,10 @@ static int cmd_vm_run(int argc, char **argv)
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "incoming", required_argument, NULL, OPT_INCOMING },
 		{ 0 },
 	};
-	const char *restore = NULL;
+	const char *restore = NULL, *incoming = NULL;
 	bool memory_given = false, cpus_given = false;
 	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
 
@@ -253,6 +263,7 @@ static int cmd_vm_run(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case OPT_RESTORE: restore = optarg; break;
+		case OPT_INCOMING: incoming = optarg; break;
 		case OPT_DISK:
 			if (cfg.num_disks == VM_MAX_DISKS)
 				return usage_error("--disk %s: at most %d disks", optarg, VM_MAX_DISKS);
@@ -274,11 +285,17 @@ static int cmd_vm_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (incoming) {
+		if (restore || cfg.kernel || cfg.initrd || cfg.cmdline)
+			return usage_error("--incoming receives a running VM: --restore, --kernel, "
+					   "--initrd and --cmdline do not apply");
+		return migration_incoming(&cfg, memory_given, cpus_given, incoming);
+	}
 	if (restore && (cfg.kernel || cfg.initrd || cfg.cmdline))
 		return usage_error("--restore continues a saved VM: --kernel, --initrd and --cmdline "
 				   "do not apply");
 	if (!restore && !cfg.kernel)
-		return usage_error("vm run needs --kernel IMAGE (or --restore FILE)");
+		return usage_error("vm run needs --kernel IMAGE (or --restore FILE, or --incoming)");
 
 	struct error err = { 0 };
 	struct snapshot_source src = { .fd = -1 };
@@ -415,6 +432,166 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 	return 0;
 }
 
+static double mib(uint64_t bytes)
+{
+	return (double)bytes / (1024.0 * 1024.0);
+}
+
+static json_int_t jint(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* One line of progress: phase, pass, bar, sent, remaining, rates, downtime. */
+static void print_progress(json_t *st, bool final)
+{
+	const char *phase = json_string_value(json_object_get(st, "phase"));
+	json_int_t sent = jint(st, "pages_sent"), left = jint(st, "pages_remaining");
+	double frac = sent + left ? (double)sent / (double)(sent + left) : 0;
+	if (phase && (!strcmp(phase, "completed")))
+		frac = 1;
+	char bar[21];
+	for (int i = 0; i < 20; i++)
+		bar[i] = i < (int)(frac * 20) ? '#' : '.';
+	bar[20] = '\0';
+	fprintf(stderr, "\r%-10s pass %-3lld [%s] sent %8.1f MiB  left %7lld pages  dirty %7lld p/s  "
+		"%7.1f MiB/s  est. downtime %lld ms   ", phase ? phase : "?",
+		(long long)jint(st, "pass"), bar, mib((uint64_t)jint(st, "bytes_sent")),
+		(long long)left, (long long)jint(st, "dirty_rate_pages_s"),
+		mib((uint64_t)jint(st, "bandwidth_bytes_s")),
+		(long long)jint(st, "expected_downtime_ms"));
+	if (final)
+		fprintf(stderr, "\n");
+}
+
+static int watch_migration(const char *path)
+{
+	json_t *last = NULL;
+	for (;;) {
+		struct error err = { 0 };
+		json_t *st = NULL;
+		if (api_call(path, "migrate-status", NULL, 10000, &st, &err) < 0) {
+			/* The source exits after a completed migration. */
+			const char *phase = last ? json_string_value(json_object_get(last, "phase")) : NULL;
+			json_decref(last);
+			if (phase && !strcmp(phase, "commit"))
+				fprintf(stderr, "\nthe source VMM ended during the commit: check the "
+					"destination\n");
+			else
+				fprintf(stderr, "\ntern: migrate-status: %s\n", err.msg);
+			return VM_EXIT_ERROR;
+		}
+		json_decref(last);
+		last = st;
+		const char *phase = json_string_value(json_object_get(st, "phase"));
+		bool done = phase && (!strcmp(phase, "completed") || !strcmp(phase, "failed") ||
+				      !strcmp(phase, "cancelled") || !strcmp(phase, "unknown") ||
+				      !strcmp(phase, "none"));
+		if (isatty(STDERR_FILENO) || done)
+			print_progress(st, done);
+		if (done) {
+			char *text = json_dumps(st, JSON_INDENT(2) | JSON_SORT_KEYS);
+			if (text)
+				printf("%s\n", text);
+			free(text);
+			int ok = !strcmp(phase, "completed");
+			json_decref(st);
+			return ok ? 0 : VM_EXIT_ERROR;
+		}
+		usleep(200000);
+	}
+}
+
+static int cmd_vm_migrate(int argc, char **argv)
+{
+	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
+	       O_SET };
+	static const struct option options[] = {
+		{ "api-socket", required_argument, NULL, O_API },
+		{ "to", required_argument, NULL, O_TO },
+		{ "downtime-ms", required_argument, NULL, O_DOWNTIME },
+		{ "bandwidth", required_argument, NULL, O_BANDWIDTH },
+		{ "max-passes", required_argument, NULL, O_PASSES },
+		{ "watch", no_argument, NULL, O_WATCH },
+		{ "cancel", no_argument, NULL, O_CANCEL },
+		{ "status", no_argument, NULL, O_STATUS },
+		{ "set", no_argument, NULL, O_SET },
+		{ 0 },
+	};
+	const char *path = NULL, *to = NULL;
+	long long downtime = -1, bandwidth = -1, passes = -1;
+	bool watch = false, cancel = false, status = false, set = false;
+	opterr = 0;
+	optind = 1;
+	int opt;
+	unsigned v;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case O_API: path = optarg; break;
+		case O_TO: to = optarg; break;
+		case O_DOWNTIME:
+			if (parse_uint(optarg, &v))
+				return usage_error("--downtime-ms: \"%s\" is not a number", optarg);
+			downtime = v;
+			break;
+		case O_BANDWIDTH:
+			if (parse_uint(optarg, &v))
+				return usage_error("--bandwidth: \"%s\" is not a number of MiB/s", optarg);
+			bandwidth = (long long)v << 20;
+			break;
+		case O_PASSES:
+			if (parse_uint(optarg, &v))
+				return usage_error("--max-passes: \"%s\" is not a number", optarg);
+			passes = v;
+			break;
+		case O_WATCH: watch = true; break;
+		case O_CANCEL: cancel = true; break;
+		case O_STATUS: status = true; break;
+		case O_SET: set = true; break;
+		case ':': return usage_error("option %s needs a value", argv[optind - 1]);
+		default: return usage_error("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (!path)
+		return usage_error("vm migrate needs --api-socket PATH");
+	if ((to != NULL) + cancel + status + set != 1)
+		return usage_error("vm migrate needs exactly one of --to, --cancel, --status, --set");
+
+	const char *command = to ? "migrate" : cancel ? "migrate-cancel" :
+			      status ? "migrate-status" : "migrate-set";
+	json_t *args = json_object();
+	if (to)
+		json_object_set_new(args, "to", json_string(to));
+	if (to || set) {
+		if (downtime >= 0)
+			json_object_set_new(args, "downtime_ms", json_integer(downtime));
+		if (bandwidth >= 0)
+			json_object_set_new(args, "bandwidth_bytes_s", json_integer(bandwidth));
+		if (passes >= 0)
+			json_object_set_new(args, "max_passes", json_integer(passes));
+	}
+	struct error err = { 0 };
+	json_t *result = NULL;
+	int rc = api_call(path, command, args, 30000, &result, &err);
+	json_decref(args);
+	if (rc < 0) {
+		fprintf(stderr, "tern: %s: %s\n", command, err.msg);
+		return VM_EXIT_ERROR;
+	}
+	if (watch && (to || status)) {
+		json_decref(result);
+		return watch_migration(path);
+	}
+	char *text = result ? json_dumps(result, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+	if (text)
+		printf("%s\n", text);
+	free(text);
+	json_decref(result);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -426,6 +603,8 @@ int main(int argc, char **argv)
 	const char *sub = argv[2];
 	if (strcmp(sub, "run") == 0)
 		return cmd_vm_run(argc - 2, argv + 2);
+	if (strcmp(sub, "migrate") == 0)
+		return cmd_vm_migrate(argc - 2, argv + 2);
 	if (strcmp(sub, "status") == 0 || strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0 ||
 	    strcmp(sub, "stop") == 0 || strcmp(sub, "snapshot") == 0)
 		return cmd_vm_control(sub, argc - 2, argv + 2);

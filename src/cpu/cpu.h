@@ -40,6 +40,9 @@ struct cpu_env {
 /* Requests another thread may post; the CPU acts on them on its own thread. */
 #define CPU_FLUSH_TLB    1u   /* sfence.vma of all addresses */
 #define CPU_FLUSH_ICACHE 2u   /* fence.i: drop decoded instructions */
+/* Drop writable translations only: the next store to every page takes the
+ * slow path again and marks the page dirty (migration's dirty sync). */
+#define CPU_FLUSH_WRITES 4u
 
 struct cpu_ops {
 	const char *name;

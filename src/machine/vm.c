@@ -18,6 +18,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/virtio.h"
 #include "machine/console.h"
+#include "migration/outgoing.h"
 #include "util/log.h"
 
 int64_t monotonic_ns(void)
@@ -68,6 +69,45 @@ static void plic_notify(void *opaque, unsigned context, bool level)
 	struct vm *vm = opaque;
 	if (context < vm->num_harts)
 		hart_set_irq(&vm->harts[context], RV_MIP_SEIP, level);
+}
+
+uint64_t vm_sync_dirty(struct vm *vm, uint64_t *bitmap)
+{
+	uint64_t count = guest_ram_collect_dirty(&vm->ram, bitmap);
+	bool all[VM_MAX_CPUS];
+	for (unsigned i = 0; i < vm->num_harts; i++)
+		all[i] = true;
+	harts_remote_flush(vm, NULL, all, CPU_FLUSH_WRITES);
+	return count;
+}
+
+int vm_disks_lock(struct vm *vm, struct error *err)
+{
+	for (unsigned i = 0; i < vm->config.num_disks && i < vm->num_virtio; i++) {
+		int rc = virtio_blk_lock(vm->virtio[i], err);
+		if (rc) {
+			while (i--)
+				virtio_blk_unlock(vm->virtio[i]);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void vm_disks_unlock(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->config.num_disks && i < vm->num_virtio; i++)
+		virtio_blk_unlock(vm->virtio[i]);
+}
+
+void vm_announce(struct vm *vm)
+{
+	for (unsigned i = vm->config.num_disks; i < vm->num_virtio; i++) {
+		int rc = virtio_net_self_announce(vm->virtio[i]);
+		if (rc < 0)
+			log_warn("announcing the guest's MAC: %s", strerror(-rc));
+		virtio_net_announce(vm->virtio[i]);
+	}
 }
 
 const char *vm_state_name(enum vm_state state)
@@ -134,7 +174,8 @@ static int create_virtio_devices(struct vm *vm, struct error *err)
 		if (i < cfg->num_disks) {
 			const struct vm_disk_config *d = &cfg->disks[i];
 			snprintf(id, sizeof(id), "virtio-blk@%llx", (unsigned long long)base);
-			t = virtio_blk_create(id, base, irq, &vm->ram, d->path, d->read_only, err);
+			t = (cfg->incoming ? virtio_blk_create_unlocked : virtio_blk_create)(
+				id, base, irq, &vm->ram, d->path, d->read_only, err);
 		} else {
 			const struct vm_net_config *n = &cfg->nets[i - cfg->num_disks];
 			snprintf(id, sizeof(id), "virtio-net@%llx", (unsigned long long)base);
@@ -374,6 +415,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	migration_destroy(vm);
 	if (vm->api)
 		api_server_destroy(vm->api);
 	for (unsigned i = 0; i < 2; i++) {

@@ -56,6 +56,7 @@ struct vm_config {
 	const char *console;         /* ttyS0: "stdio", "file:PATH", "unix:PATH", "none" */
 	const char *serial1;         /* ttyS1, same forms; NULL = "none" */
 	const char *api_socket;      /* may be NULL */
+	bool incoming;               /* a migration destination: disks opened unlocked */
 	struct vm_disk_config disks[VM_MAX_DISKS];
 	unsigned num_disks;          /* vda, vdb, ... in this order */
 	struct vm_net_config nets[VM_MAX_NETS];
@@ -100,6 +101,7 @@ struct vm {
 	struct api_server *api;
 	struct virtio_mmio *virtio[MEMMAP_VIRTIO_COUNT];
 	unsigned num_virtio;         /* disks first, then network cards */
+	struct migration *migration; /* outgoing migration, if one was started */
 	struct cpu_env cpu_env;
 	struct hart harts[VM_MAX_CPUS];
 	unsigned num_harts;
@@ -146,6 +148,17 @@ bool sbi_handle_ecall(void *opaque, struct cpu *cpu);
 
 /* boot.c: loads kernel, initrd and device tree, sets up the boot hart. */
 int vm_load_boot_images(struct vm *vm, struct error *err);
+
+/* Migration support. */
+/* Moves the dirty pages into `bitmap` (ORed in), then makes every hart drop its
+ * writable translations, so that each page written from now on is marked
+ * again: read pages only after this returns. Returns the pages set in `bitmap`. */
+uint64_t vm_sync_dirty(struct vm *vm, uint64_t *bitmap);
+int vm_disks_lock(struct vm *vm, struct error *err);
+void vm_disks_unlock(struct vm *vm);
+/* After the VM arrived: RARP from each TAP and the guest's own announce. */
+void vm_announce(struct vm *vm);
+struct migration;
 
 /* vm_api.c: creates the API socket and registers the VM's commands;
  * vm_run() starts serving it once the VM runs. */

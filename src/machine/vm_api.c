@@ -3,9 +3,11 @@
 #include "machine/vm.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "api/api_server.h"
+#include "migration/outgoing.h"
 #include "migration/snapshot.h"
 
 static int cmd_status(void *opaque, json_t *args, json_t **result, struct error *err)
@@ -46,9 +48,51 @@ static int cmd_pause(void *opaque, json_t *args, json_t **result, struct error *
 	return 0;
 }
 
+/* Refuses arguments other than `allowed` (a NULL-terminated list). */
+static int check_args(const char *command, json_t *args, const char *const *allowed,
+		      struct error *err)
+{
+	const char *key;
+	json_t *value;
+	json_object_foreach(args, key, value) {
+		bool ok = false;
+		for (unsigned i = 0; allowed[i] && !ok; i++)
+			ok = strcmp(key, allowed[i]) == 0;
+		if (!ok)
+			return error_set(err, EINVAL, "%s: unknown argument \"%s\"", command, key);
+	}
+	return 0;
+}
+
+/* An optional non-negative integer argument; *out stays -1 when absent. */
+static int int_arg(const char *command, json_t *args, const char *name, int64_t max,
+		   int64_t *out, struct error *err)
+{
+	json_t *v = json_object_get(args, name);
+	*out = -1;
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+		return error_set(err, EINVAL, "%s: \"%s\" must be an integer from 0 to %lld",
+				 command, name, (long long)max);
+	*out = json_integer_value(v);
+	return 0;
+}
+
 static int cmd_resume(void *opaque, json_t *args, json_t **result, struct error *err)
 {
-	int rc = vm_resume(opaque, err);
+	static const char *const allowed[] = { "force", NULL };
+	int rc = check_args("resume", args, allowed, err);
+	if (rc)
+		return rc;
+	json_t *force = json_object_get(args, "force");
+	if (force && !json_is_boolean(force))
+		return error_set(err, EINVAL, "resume: \"force\" must be true or false");
+	if (migration_outcome_unknown(opaque) && !json_is_true(force))
+		return error_set(err, EBUSY, "the last migration's outcome is unknown: the guest may "
+				 "be running on the destination. Check there, then resume with "
+				 "\"force\": true");
+	rc = vm_resume(opaque, err);
 	if (rc)
 		return rc;
 	*result = json_pack("{s:s}", "state", "running");
@@ -94,6 +138,103 @@ static int cmd_snapshot(void *opaque, json_t *args, json_t **result, struct erro
 	return 0;
 }
 
+static json_t *stats_json(const struct mig_stats *st)
+{
+	json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			      "s:{s:i, s:I, s:i}}",
+			      "phase", mig_phase_name(st->phase), "to", st->to,
+			      "pass", (int)st->pass,
+			      "bytes_sent", (json_int_t)st->bytes_sent,
+			      "pages_sent", (json_int_t)st->pages_sent,
+			      "pages_remaining", (json_int_t)st->pages_remaining,
+			      "dirty_rate_pages_s", (json_int_t)st->dirty_rate,
+			      "bandwidth_bytes_s", (json_int_t)st->bandwidth,
+			      "expected_downtime_ms", (json_int_t)st->expected_downtime_ms,
+			      "elapsed_ms", (json_int_t)st->elapsed_ms,
+			      "downtime_ms", (json_int_t)st->downtime_ms,
+			      "params", "downtime_ms", (int)st->params.downtime_ms,
+			      "bandwidth_bytes_s", (json_int_t)st->params.bandwidth,
+			      "max_passes", (int)st->params.max_passes);
+	if (o && st->error[0])
+		json_object_set_new(o, "error", json_string(st->error));
+	return o;
+}
+
+/* migrate {"to": "tcp:HOST:PORT", "downtime_ms", "bandwidth_bytes_s", "max_passes"} */
+static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
+					       "max_passes", NULL };
+	int rc = check_args("migrate", args, allowed, err);
+	if (rc)
+		return rc;
+	json_t *to = json_object_get(args, "to");
+	if (!json_is_string(to))
+		return error_set(err, EINVAL, "migrate needs \"to\": \"tcp:HOST:PORT\"");
+	int64_t downtime, bandwidth, passes;
+	if ((rc = int_arg("migrate", args, "downtime_ms", 3600000, &downtime, err)) ||
+	    (rc = int_arg("migrate", args, "bandwidth_bytes_s", INT64_MAX, &bandwidth, err)) ||
+	    (rc = int_arg("migrate", args, "max_passes", 100000, &passes, err)))
+		return rc;
+	struct mig_params p = {
+		.downtime_ms = downtime >= 0 ? (uint32_t)downtime : MIG_DEFAULT_DOWNTIME_MS,
+		.bandwidth = bandwidth >= 0 ? (uint64_t)bandwidth : 0,
+		.max_passes = passes >= 0 ? (uint32_t)passes : MIG_DEFAULT_MAX_PASSES,
+	};
+	rc = migration_start(opaque, json_string_value(to), &p, err);
+	if (rc)
+		return rc;
+	struct mig_stats st;
+	migration_status(opaque, &st);
+	*result = stats_json(&st);
+	return 0;
+}
+
+static int cmd_migrate_status(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { NULL };
+	int rc = check_args("migrate-status", args, allowed, err);
+	if (rc)
+		return rc;
+	struct mig_stats st;
+	migration_status(opaque, &st);
+	*result = stats_json(&st);
+	return 0;
+}
+
+static int cmd_migrate_set(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { "downtime_ms", "bandwidth_bytes_s", "max_passes",
+					       NULL };
+	int rc = check_args("migrate-set", args, allowed, err);
+	if (rc)
+		return rc;
+	int64_t downtime, bandwidth, passes;
+	if ((rc = int_arg("migrate-set", args, "downtime_ms", 3600000, &downtime, err)) ||
+	    (rc = int_arg("migrate-set", args, "bandwidth_bytes_s", INT64_MAX, &bandwidth, err)) ||
+	    (rc = int_arg("migrate-set", args, "max_passes", 100000, &passes, err)))
+		return rc;
+	rc = migration_set(opaque, downtime, bandwidth, passes, err);
+	if (rc)
+		return rc;
+	struct mig_stats st;
+	migration_status(opaque, &st);
+	*result = stats_json(&st);
+	return 0;
+}
+
+static int cmd_migrate_cancel(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { NULL };
+	int rc = check_args("migrate-cancel", args, allowed, err);
+	if (!rc)
+		rc = migration_cancel(opaque, err);
+	if (rc)
+		return rc;
+	*result = json_pack("{s:s}", "phase", "cancelling");
+	return 0;
+}
+
 int vm_api_start(struct vm *vm, const char *path, struct error *err)
 {
 	vm->api = api_server_create(path, err);
@@ -104,5 +245,9 @@ int vm_api_start(struct vm *vm, const char *path, struct error *err)
 	api_server_register(vm->api, "resume", cmd_resume, vm);
 	api_server_register(vm->api, "stop", cmd_stop, vm);
 	api_server_register(vm->api, "snapshot", cmd_snapshot, vm);
+	api_server_register(vm->api, "migrate", cmd_migrate, vm);
+	api_server_register(vm->api, "migrate-status", cmd_migrate_status, vm);
+	api_server_register(vm->api, "migrate-set", cmd_migrate_set, vm);
+	api_server_register(vm->api, "migrate-cancel", cmd_migrate_cancel, vm);
 	return 0;
 }

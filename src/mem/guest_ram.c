@@ -85,3 +85,15 @@ int guest_ram_read(const struct guest_ram *ram, uint64_t gpa, void *dst, size_t 
 	memcpy(dst, src, len);
 	return 0;
 }
+
+uint64_t guest_ram_collect_dirty(struct guest_ram *ram, uint64_t *out)
+{
+	uint64_t count = 0;
+	for (size_t i = 0; i < ram->dirty_words; i++) {
+		/* A cheap look first: most words of a quiet guest are zero. */
+		if (__atomic_load_n(&ram->dirty[i], __ATOMIC_RELAXED) != 0)
+			out[i] |= __atomic_exchange_n(&ram->dirty[i], 0, __ATOMIC_ACQ_REL);
+		count += (uint64_t)__builtin_popcountll(out[i]);
+	}
+	return count;
+}

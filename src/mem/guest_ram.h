@@ -51,4 +51,12 @@ int guest_ram_read(const struct guest_ram *ram, uint64_t gpa, void *dst, size_t 
 bool guest_ram_page_dirty(const struct guest_ram *ram, uint64_t gpa);
 void guest_ram_clear_dirty(struct guest_ram *ram);
 
+/* Moves the dirty bitmap into `out` (ram->dirty_words words; ORed in, so
+ * pages collected earlier and not yet sent stay there) and clears it, word
+ * by word with an atomic exchange: a page marked concurrently lands either
+ * in `out` or in the next collection, never in neither. Cost is the
+ * bitmap's size (one bit per page), not the guest's. Returns the number of
+ * pages set in `out`. */
+uint64_t guest_ram_collect_dirty(struct guest_ram *ram, uint64_t *out);
+
 #endif

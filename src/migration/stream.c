@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -161,10 +162,59 @@ static int failure_code(const struct mig_writer *w)
 	return -(w->err.code ? w->err.code : EIO);
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Sleeps as long as the bytes handed off so far are ahead of the limit. */
+static void pace(struct mig_writer *w, size_t len)
+{
+	uint64_t rate = __atomic_load_n(&w->rate, __ATOMIC_RELAXED);
+	int64_t now = mono_ns();
+	if (rate != w->rate_seen) {
+		/* A new limit starts a new window, so it applies at once. */
+		w->rate_seen = rate;
+		w->rate_start_ns = now;
+		w->rate_bytes = 0;
+	}
+	if (!rate)
+		return;
+	w->rate_bytes += len;
+	int64_t due = w->rate_start_ns + (int64_t)((double)w->rate_bytes * 1e9 / (double)rate);
+	if (due > now) {
+		struct timespec ts = { .tv_sec = (due - now) / 1000000000,
+				       .tv_nsec = (due - now) % 1000000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+void mig_writer_set_rate(struct mig_writer *w, uint64_t bytes_per_second)
+{
+	__atomic_store_n(&w->rate, bytes_per_second, __ATOMIC_RELAXED);
+}
+
+void mig_writer_abort(struct mig_writer *w, int code, const char *why)
+{
+	if (w->threaded)
+		pthread_mutex_lock(&w->lock);
+	if (!w->failed) {
+		error_set(&w->err, code, "%s", why);
+		__atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
+	}
+	if (w->threaded) {
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+	}
+}
+
 /* Hands the filled buffer over: written now, or by the thread while the
  * other buffer fills. */
 static int hand_off(struct mig_writer *w, bool wait)
 {
+	pace(w, w->len);
 	if (!w->threaded) {
 		int e = w->failed ? 0 : write_fully(w->fd, w->buf, w->len);
 		if (e)
@@ -421,6 +471,10 @@ int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *
 	s->payload = r->payload;
 
 	if (s->type == MIG_SEC_END) {
+		if (s->version != 1 || s->instance != 0)
+			return error_set(err, EPROTO, "%s: END section version %u, instance %u: this "
+					 "tern reads version 1, instance 0", r->what, s->version,
+					 s->instance);
 		if (s->length != 16)
 			return error_set(err, EPROTO, "%s: END section of %llu bytes", r->what,
 					 (unsigned long long)s->length);

@@ -52,6 +52,11 @@ struct mig_writer {
 	uint8_t *pending;               /* handed to the thread, NULL when idle */
 	size_t pending_len;
 	bool stop;
+	/* Bandwidth limit in bytes per second (0: none), changeable at any time. */
+	uint64_t rate;
+	uint64_t rate_bytes;            /* handed off since rate_start_ns */
+	int64_t rate_start_ns;
+	uint64_t rate_seen;             /* the limit the window was started with */
 };
 
 /* threaded: write from a helper thread (files, large streams). */
@@ -65,6 +70,10 @@ int mig_write_end(struct mig_writer *w);
 int mig_flush(struct mig_writer *w);
 /* 0, or the first failure copied into err. */
 int mig_writer_status(const struct mig_writer *w, struct error *err);
+/* From any thread: makes every later write fail with `code` and `why`. */
+void mig_writer_abort(struct mig_writer *w, int code, const char *why);
+/* From any thread: limits the stream to bytes_per_second (0: unlimited). */
+void mig_writer_set_rate(struct mig_writer *w, uint64_t bytes_per_second);
 
 struct mig_reader {
 	int fd;

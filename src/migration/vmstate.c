@@ -22,6 +22,7 @@
 #define DEVICE_VERSION 1
 
 #define RAM_SECTION_PAGES 256
+#define MAX_GUEST_TIME ((uint64_t)(INT64_MAX / 2) / (1000000000ull / TIMEBASE_HZ))
 #define PAGE_ZERO 0x1ull
 #define PAGE_DATA 0x2ull
 
@@ -282,8 +283,17 @@ int vmstate_read_shape(struct mig_reader *r, struct vm_shape *shape, struct erro
 	if (s.version != CONFIG_VERSION)
 		return error_set(err, EPROTO, "%s: CONFIG section version %u; this tern reads %u",
 				 r->what, s.version, CONFIG_VERSION);
+	if (s.instance != 0)
+		return error_set(err, EPROTO, "%s: CONFIG section has instance %u, not 0", r->what,
+				 s.instance);
 	struct state_reader cr;
+	uint32_t version;
 	rc = state_reader_init(&cr, s.payload, s.length, "the stream's CONFIG", NULL, 0, err);
+	if (!rc)
+		rc = state_get_u32(&cr, CFG_VERSION, &version, err);
+	if (!rc && version != CONFIG_VERSION)
+		rc = error_set(err, EPROTO, "CONFIG record version %u; this tern reads %u", version,
+			       CONFIG_VERSION);
 	if (!rc)
 		rc = state_get_u64(&cr, CFG_RAM_BASE, &shape->ram_base, err);
 	if (!rc)
@@ -373,6 +383,26 @@ int vmstate_check_config(struct vmstate_loader *l, const struct vm_shape *shape,
 	return 0;
 }
 
+/* Consecutive ZERO pages of a fresh VM, dropped with one madvise: on a
+ * private anonymous mapping MADV_DONTNEED makes them read as zeros again
+ * and leaves pages never written untouched, at one system call per run
+ * rather than per page. */
+struct zero_run {
+	uint8_t *start;
+	size_t len;
+};
+
+static void zero_run_flush(struct zero_run *run)
+{
+	if (run->len && madvise(run->start, run->len, MADV_DONTNEED) < 0) {
+		/* Locked memory refuses it: clear by hand what needs it. */
+		for (size_t off = 0; off < run->len; off += GUEST_PAGE_SIZE)
+			if (!page_is_zero(run->start + off))
+				memset(run->start + off, 0, GUEST_PAGE_SIZE);
+	}
+	run->len = 0;
+}
+
 static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
 {
 	struct guest_ram *ram = &l->vm->ram;
@@ -396,21 +426,34 @@ static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struc
 			off += GUEST_PAGE_SIZE;
 		}
 	}
+	struct zero_run run = { 0 };
 	for (uint64_t off = 0; off < s->length;) {
 		uint64_t word = get_le64(s->payload + off);
 		uint8_t *page = guest_ram_ptr(ram, word & ~0xfffull, GUEST_PAGE_SIZE);
 		off += 8;
 		if ((word & 0xfff) == PAGE_DATA) {
+			zero_run_flush(&run);
 			memcpy(page, s->payload + off, GUEST_PAGE_SIZE);
 			off += GUEST_PAGE_SIZE;
 			l->ram.pages_data++;
+		} else if (l->fresh_ram) {
+			/* Never written before this load, the page reads as
+			 * zeros and costs nothing; but a DATA record earlier in
+			 * the stream may have filled it (the last record for a
+			 * page wins), so drop whatever is there. */
+			if (run.len && page != run.start + run.len)
+				zero_run_flush(&run);
+			if (!run.len)
+				run.start = page;
+			run.len += GUEST_PAGE_SIZE;
+			l->ram.pages_zero++;
 		} else {
-			/* A fresh mapping reads as zeros: leave it unallocated. */
-			if (!l->fresh_ram && !page_is_zero(page))
+			if (!page_is_zero(page))
 				memset(page, 0, GUEST_PAGE_SIZE);
 			l->ram.pages_zero++;
 		}
 	}
+	zero_run_flush(&run);
 	return 0;
 }
 
@@ -420,16 +463,28 @@ static int load_machine(struct vmstate_loader *l, const struct mig_section *s,
 	static const uint16_t known[] = { MACH_VERSION, MACH_GUEST_TIME };
 	struct state_reader r;
 	uint32_t version;
+	/* Like a hart's or a device's: one state, not the last of several. */
+	if (l->machine_seen)
+		return error_set(err, EPROTO, "two MACHINE sections");
 	int rc = state_reader_init(&r, s->payload, s->length, "MACHINE section", known, 2, err);
 	if (!rc)
 		rc = state_get_u32(&r, MACH_VERSION, &version, err);
 	if (!rc && version != MACHINE_VERSION)
 		rc = error_set(err, EPROTO, "MACHINE record version %u is not %u", version,
 			       MACHINE_VERSION);
+	uint64_t guest_time;
 	if (!rc)
-		rc = state_get_u64(&r, MACH_GUEST_TIME, &l->guest_time, err);
-	if (!rc)
+		rc = state_get_u64(&r, MACH_GUEST_TIME, &guest_time, err);
+	/* The clock keeps guest time as signed nanoseconds: bound it with
+	 * room for the VM to run on for as long again (146 years). */
+	if (!rc && guest_time > MAX_GUEST_TIME)
+		rc = error_set(err, EPROTO, "MACHINE section: guest time %llu ticks is more than "
+			       "tern can keep (at most %llu)", (unsigned long long)guest_time,
+			       (unsigned long long)MAX_GUEST_TIME);
+	if (!rc) {
+		l->guest_time = guest_time;
 		l->machine_seen = true;
+	}
 	return rc;
 }
 
@@ -574,6 +629,9 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 	if (s->type <= MIG_SEC_DEVICE && s->version != versions[s->type])
 		return error_set(err, EPROTO, "%s section version %u: this tern reads version %u",
 				 mig_section_name(s->type), s->version, versions[s->type]);
+	if ((s->type == MIG_SEC_RAM || s->type == MIG_SEC_MACHINE) && s->instance != 0)
+		return error_set(err, EPROTO, "%s section has instance %u, not 0",
+				 mig_section_name(s->type), s->instance);
 	switch (s->type) {
 	case MIG_SEC_RAM:
 		return load_ram(l, s, err);

@@ -105,7 +105,7 @@ class Console:
 class Vm:
     def __init__(self, workdir, cpus=1, memory="256M", cmdline="", binary=None,
                  kernel=None, initrd=None, extra_args=(), disks=(), nets=(), netns=None,
-                 restore=None):
+                 restore=None, incoming=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus
@@ -119,6 +119,7 @@ class Vm:
         self.nets = list(nets)         # "tap=NAME,mac=MAC"
         self.netns = netns             # a netlab.Namespace to run tern in
         self.restore = restore         # a snapshot file to continue instead of booting
+        self.incoming = incoming       # "tcp:ADDR:PORT": wait for a migrating VM
         self.console_path = self.workdir / "console.sock"
         self.api_path = self.workdir / "api.sock"
         self.serial1_path = self.workdir / "ttyS1.out"
@@ -130,6 +131,8 @@ class Vm:
     def command(self):
         if self.restore:
             cmd = [self.binary, "vm", "run", "--restore", str(self.restore)]
+        elif self.incoming:
+            cmd = [self.binary, "vm", "run", "--incoming", self.incoming]
         else:
             if self.kernel is None:
                 self.kernel, self.initrd = guest_images()
@@ -138,13 +141,13 @@ class Vm:
         cmd += ["--console", f"unix:{self.console_path}",
                "--serial1", f"file:{self.serial1_path}",
                "--api-socket", str(self.api_path)]
-        if self.initrd and not self.restore:
+        if self.initrd and not (self.restore or self.incoming):
             cmd += ["--initrd", str(self.initrd)]
         for d in self.disks:
             cmd += ["--disk", str(d)]
         for n in self.nets:
             cmd += ["--net", n]
-        if not self.restore:
+        if not (self.restore or self.incoming):
             cmd += ["--cmdline", f"console=ttyS0 {self.cmdline}".strip()]
         cmd += self.extra_args
         return (self.netns.prefix() if self.netns else []) + cmd
@@ -153,7 +156,28 @@ class Vm:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        self.console = Console(self.console_path)
+        # An incoming VMM makes its console only once the stream says what
+        # VM arrives: attach() after the migration.
+        if not self.incoming:
+            self.console = Console(self.console_path)
+        return self
+
+    def wait_listening(self, timeout=30.0):
+        """For an incoming VM: waits until tern says it listens."""
+        deadline = time.monotonic() + timeout
+        while "waiting for an incoming migration" not in self.log_text():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"incoming tern exited {self.proc.returncode}:\n"
+                                     + self.log_text())
+            if time.monotonic() > deadline:
+                raise TimeoutError("incoming tern never listened:\n" + self.log_text())
+            time.sleep(0.02)
+        return self
+
+    def attach(self, timeout=60.0):
+        """For a migrated-in VM: connects the console and syncs with the shell."""
+        self.console = Console(self.console_path, timeout=timeout)
+        self.sh("true", timeout=timeout)
         return self
 
     def boot(self, timeout=BOOT_TIMEOUT):

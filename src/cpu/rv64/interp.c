@@ -52,6 +52,8 @@ static void interp_flush(struct cpu *c, unsigned what)
 	struct rv_interp *h = to_interp(c);
 	if (what & CPU_FLUSH_TLB)
 		rv_tlb_flush_all(h);
+	else if (what & CPU_FLUSH_WRITES)
+		rv_tlb_flush_writes(h);
 	if (what & CPU_FLUSH_ICACHE)
 		rv_dcache_flush(h);
 }

@@ -150,6 +150,7 @@ void rv_decode(uint32_t raw, struct insn *out);
 
 /* mmu.c */
 void rv_tlb_flush_all(struct rv_interp *h);
+void rv_tlb_flush_writes(struct rv_interp *h);
 void rv_tlb_flush_page(struct rv_interp *h, uint64_t vaddr);
 void rv_update_contexts(struct rv_interp *h);
 void rv_dcache_flush(struct rv_interp *h);

@@ -181,6 +181,12 @@ void rv_tlb_flush_all(struct rv_interp *h)
 	h->fetch_vbase = TLB_INVALID;
 }
 
+void rv_tlb_flush_writes(struct rv_interp *h)
+{
+	for (unsigned c = 0; c < TLB_CTX_COUNT; c++)
+		flush_kind(&h->tlb[c], TLB_WRITE);
+}
+
 void rv_tlb_flush_page(struct rv_interp *h, uint64_t vaddr)
 {
 	/* An entry filled from a superpage covers one 4 KiB piece of it, so a

@@ -638,9 +638,9 @@ static const struct virtio_backend_ops blk_ops = {
 	.destroy = blk_destroy,
 };
 
-struct virtio_mmio *virtio_blk_create(const char *id, uint64_t base, struct irq_line irq,
+static struct virtio_mmio *blk_create(const char *id, uint64_t base, struct irq_line irq,
 				      struct guest_ram *ram, const char *path, bool read_only,
-				      struct error *err)
+				      bool lock, struct error *err)
 {
 	struct blk *b = calloc(1, sizeof(*b));
 	int ret;
@@ -651,7 +651,7 @@ struct virtio_mmio *virtio_blk_create(const char *id, uint64_t base, struct irq_
 	}
 	b->ram = ram;
 	snprintf(b->id, sizeof(b->id), "%s", id);
-	if (disk_image_open(&b->img, path, read_only, err)) {
+	if ((lock ? disk_image_open : disk_image_open_unlocked)(&b->img, path, read_only, err)) {
 		error_wrap(err, "%s", id);
 		free(b);
 		return NULL;
@@ -714,4 +714,32 @@ fail_img:
 	disk_image_close(&b->img);
 	free(b);
 	return NULL;
+}
+
+struct virtio_mmio *virtio_blk_create(const char *id, uint64_t base, struct irq_line irq,
+				      struct guest_ram *ram, const char *path, bool read_only,
+				      struct error *err)
+{
+	return blk_create(id, base, irq, ram, path, read_only, true, err);
+}
+
+struct virtio_mmio *virtio_blk_create_unlocked(const char *id, uint64_t base,
+					       struct irq_line irq, struct guest_ram *ram,
+					       const char *path, bool read_only,
+					       struct error *err)
+{
+	return blk_create(id, base, irq, ram, path, read_only, false, err);
+}
+
+int virtio_blk_lock(struct virtio_mmio *t, struct error *err)
+{
+	struct blk *b = virtio_backend(t);
+	int rc = disk_image_lock(&b->img, err);
+	return rc ? error_wrap(err, "%s", b->id) : 0;
+}
+
+void virtio_blk_unlock(struct virtio_mmio *t)
+{
+	struct blk *b = virtio_backend(t);
+	disk_image_unlock(&b->img);
 }

@@ -79,4 +79,14 @@ struct virtio_mmio *virtio_blk_create(const char *id, uint64_t base, struct irq_
 				      struct guest_ram *ram, const char *path, bool read_only,
 				      struct error *err);
 
+/* For a migration destination: the image is opened without its lock, which
+ * virtio_blk_lock() takes at the switch-over (the source drops its own
+ * with virtio_blk_unlock() first). */
+struct virtio_mmio *virtio_blk_create_unlocked(const char *id, uint64_t base,
+					       struct irq_line irq, struct guest_ram *ram,
+					       const char *path, bool read_only,
+					       struct error *err);
+int virtio_blk_lock(struct virtio_mmio *t, struct error *err);
+void virtio_blk_unlock(struct virtio_mmio *t);
+
 #endif

@@ -920,3 +920,8 @@ void virtio_mmio_resume(struct virtio_mmio *t)
 	}
 	pthread_mutex_unlock(&t->ctl);
 }
+
+void *virtio_backend(struct virtio_mmio *t)
+{
+	return t->be;
+}

@@ -1045,6 +1045,34 @@ void virtio_net_announce(struct virtio_mmio *t)
 	virtio_notify_config(t);
 }
 
+int virtio_net_self_announce(struct virtio_mmio *t)
+{
+	struct net *n = registry_find(t);
+	if (!n || n->tap.fd < 0)
+		return -ENODEV;
+	/* A RARP request "from" the guest, as QEMU's self-announce sends:
+	 * broadcast, so every bridge on the way learns the guest's MAC on the
+	 * port it now arrives from. Padded to the 60-byte Ethernet minimum. */
+	uint8_t hdr[VIRTIO_NET_HDR_LEN] = { 0 }, frame[60] = { 0 };
+	memset(frame, 0xff, 6);
+	memcpy(frame + 6, n->mac, 6);
+	frame[12] = 0x80;
+	frame[13] = 0x35;               /* ETH_P_RARP */
+	frame[14] = 0;
+	frame[15] = 1;                  /* hardware: Ethernet */
+	frame[16] = 0x08;
+	frame[17] = 0x00;               /* protocol: IPv4 */
+	frame[18] = 6;
+	frame[19] = 4;
+	frame[20] = 0;
+	frame[21] = 3;                  /* reverse request */
+	memcpy(frame + 22, n->mac, 6);  /* sender hardware address */
+	memcpy(frame + 32, n->mac, 6);  /* target hardware address */
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { frame, sizeof(frame) } };
+	ssize_t w = tap_writev(&n->tap, iov, 2);
+	return w < 0 ? (int)w : 0;
+}
+
 /* ---- MAC addresses ----------------------------------------------------------------- */
 
 static int hex_digit(char c)

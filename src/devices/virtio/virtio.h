@@ -95,6 +95,8 @@ struct virtio_mmio *virtio_mmio_create(const char *id, uint64_t base, struct irq
 				       const struct virtio_backend_ops *ops, void *be,
 				       struct error *err);
 struct device *virtio_mmio_device(struct virtio_mmio *t);
+/* The backend pointer given at creation (for the backend's own API). */
+void *virtio_backend(struct virtio_mmio *t);
 
 /* ---- for backends ------------------------------------------------------ */
 struct virtq *virtio_queue(struct virtio_mmio *t, unsigned index);

@@ -1,0 +1,136 @@
+/* incoming.c: live migration, destination side (docs/migration-protocol.md).
+ * Nothing of the guest runs here before GO; every failure before it ends
+ * the process without the guest having run, and tells the source why when
+ * the connection still works. */
+#include "migration/incoming.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "machine/vm.h"
+#include "migration/stream.h"
+#include "migration/transport.h"
+#include "migration/vmstate.h"
+#include "util/log.h"
+
+#define STALL_TIMEOUT_MS 10000
+#define GO_TIMEOUT_MS 30000
+
+/* Tells the source why (if it still listens), logs, and gives up. */
+static int refuse(int fd, const struct error *err)
+{
+	struct error e2 = { 0 };
+	if (fd >= 0)
+		(void)mig_send_frame(fd, MIG_FRAME_ERROR, err->msg, &e2);
+	log_error("incoming migration refused: %s", err->msg);
+	return VM_EXIT_ERROR;
+}
+
+int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given,
+		       const char *uri)
+{
+	struct error err = { 0 };
+	struct mig_address addr;
+	if (mig_parse_address(uri, &addr, &err) < 0) {
+		fprintf(stderr, "tern: %s\n", err.msg);
+		return VM_EXIT_USAGE;
+	}
+	int lfd = mig_listen(&addr, &err);
+	if (lfd < 0) {
+		fprintf(stderr, "tern: %s\n", err.msg);
+		return VM_EXIT_ERROR;
+	}
+	log_info("waiting for an incoming migration on %s:%s", addr.host, addr.port);
+	int fd = mig_accept(lfd, -1, STALL_TIMEOUT_MS, &err);
+	close(lfd);
+	if (fd < 0) {
+		log_error("%s", err.msg);
+		return VM_EXIT_ERROR;
+	}
+	int64_t t_start = monotonic_ns();
+
+	struct mig_reader r;
+	struct vm *vm = NULL;
+	int status = VM_EXIT_ERROR;
+	if (mig_reader_init(&r, fd, "the incoming migration", &err) < 0) {
+		close(fd);
+		return refuse(-1, &err);
+	}
+	struct vm_shape shape;
+	if (vmstate_read_shape(&r, &shape, &err) < 0) {
+		status = refuse(fd, &err);
+		goto out;
+	}
+	if ((memory_given && cfg->memory != shape.ram_size) ||
+	    (cpus_given && cfg->cpus != shape.num_harts)) {
+		error_set(&err, EINVAL, "the incoming VM has %" PRIu64 " MiB and %u harts; this "
+			  "destination was started with %" PRIu64 " MiB and %u",
+			  shape.ram_size >> 20, shape.num_harts, cfg->memory >> 20, cfg->cpus);
+		status = refuse(fd, &err);
+		goto out;
+	}
+	cfg->memory = shape.ram_size;
+	cfg->cpus = shape.num_harts;
+	cfg->kernel = NULL;
+	cfg->incoming = true;
+	if (vm_create(&vm, cfg, &err) < 0) {
+		status = refuse(fd, &err);
+		goto out;
+	}
+
+	/* Pages may come several times (re-sent after being dirtied): a
+	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
+	struct vmstate_loader l;
+	vmstate_loader_init(&l, vm, false);
+	if (vmstate_check_config(&l, &shape, &err) < 0 ||
+	    vmstate_load_rest(&l, &r, &err) < 0) {
+		status = refuse(fd, &err);
+		goto out;
+	}
+	if (mig_send_frame(fd, MIG_FRAME_READY, NULL, &err) < 0) {
+		log_error("incoming migration: %s", err.msg);
+		goto out;
+	}
+
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	int rc = mig_recv_frame(fd, GO_TIMEOUT_MS, &type, text, sizeof(text), &err);
+	if (rc <= 0 || type != MIG_FRAME_GO) {
+		if (rc == 0)
+			error_set(&err, ECONNRESET, "the source closed the connection before GO");
+		else if (rc > 0)
+			error_set(&err, EPROTO, "the source sent frame %u instead of GO", type);
+		log_error("incoming migration abandoned, the guest did not run here: %s", err.msg);
+		goto out;
+	}
+	/* Committed: from here this host owns the guest. The disks first:
+	 * if they cannot be had, do not run, and the closed connection tells
+	 * the source to resume. */
+	if (vm_disks_lock(vm, &err) < 0) {
+		log_error("incoming migration: %s; the guest does not run here", err.msg);
+		goto out;
+	}
+	vm_set_guest_time(vm, l.guest_time);
+	if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
+		log_warn("the source may not learn that the guest runs here: %s", err.msg);
+	vm_announce(vm);
+	mig_reader_free(&r);
+	close(fd);
+	fd = -1;
+	log_info("incoming migration complete in %lld ms (%llu pages with data, %llu zero); "
+		 "the guest runs here", (long long)(monotonic_ns() - t_start) / 1000000,
+		 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero);
+	status = vm_run(vm);
+	vm_destroy(vm);
+	return status;
+
+out:
+	mig_reader_free(&r);
+	if (fd >= 0)
+		close(fd);
+	vm_destroy(vm);
+	return status;
+}

@@ -1,0 +1,480 @@
+/* outgoing.c: pre-copy live migration, source side.
+ *
+ * Pass 1 sends every page the guest ever populated; each later pass sends
+ * the pages dirtied during the one before, until what is left can be sent
+ * within the downtime limit at the bandwidth the last pass measured (or
+ * the pass limit is reached). Then the guest is paused, the rest and the
+ * device state are sent, and the commit of docs/migration-protocol.md
+ * decides where the guest runs. Until GO is sent every failure resumes
+ * the guest here. */
+#include "migration/outgoing.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "machine/vm.h"
+#include "migration/stream.h"
+#include "migration/transport.h"
+#include "migration/vmstate.h"
+#include "util/log.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+#define STALL_TIMEOUT_MS 10000
+#define READY_TIMEOUT_MS 30000
+#define RUNNING_TIMEOUT_MS 10000
+#define PAGE_WIRE_BYTES (GUEST_PAGE_SIZE + 8)
+/* Long enough for a watcher polling twice a second to see the outcome. */
+#define LINGER_AFTER_COMPLETION_MS 1000
+
+struct migration {
+	struct vm *vm;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;           /* everything below */
+	struct mig_stats st;
+	bool cancel;
+	int fd;
+	struct mig_writer *w;
+	int64_t started_ns;
+};
+
+const char *mig_phase_name(enum mig_phase phase)
+{
+	static const char *const names[] = {
+		"none", "setup", "precopy", "stop-copy", "commit", "completed", "failed",
+		"cancelled", "unknown",
+	};
+	return phase <= MIG_PHASE_UNKNOWN ? names[phase] : "?";
+}
+
+bool mig_phase_finished(enum mig_phase phase)
+{
+	return phase == MIG_PHASE_NONE || phase >= MIG_PHASE_COMPLETED;
+}
+
+static void set_phase(struct migration *m, enum mig_phase phase)
+{
+	pthread_mutex_lock(&m->lock);
+	m->st.phase = phase;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static bool cancelled(struct migration *m)
+{
+	pthread_mutex_lock(&m->lock);
+	bool c = m->cancel;
+	pthread_mutex_unlock(&m->lock);
+	return c;
+}
+
+/* After a failed send: the destination may have said why before closing. */
+static void peer_reason(int fd, struct error *err)
+{
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	struct error e2 = { 0 };
+	if (mig_recv_frame(fd, 200, &type, text, sizeof(text), &e2) == 1 && type == MIG_FRAME_ERROR)
+		error_set(err, EPROTO, "the destination refused the migration: %s", text);
+}
+
+/* Between passes: has the destination reported a problem or gone away? */
+static int check_return_path(int fd, struct error *err)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	int rc = mig_recv_frame(fd, 1000, &type, text, sizeof(text), err);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return error_set(err, ECONNRESET, "the destination closed the connection");
+	if (type == MIG_FRAME_ERROR)
+		return error_set(err, EPROTO, "the destination refused the migration: %s", text);
+	return error_set(err, EPROTO, "the destination sent control frame %u out of turn", type);
+}
+
+static int send_pass(struct migration *m, struct mig_writer *w, const uint64_t *bitmap,
+		     struct error *err)
+{
+	struct ram_stats rs = { 0 };
+	int rc = vmstate_save_ram(m->vm, w, bitmap, &rs, err);
+	if (!rc && mig_flush(w) < 0)
+		rc = mig_writer_status(w, err);
+	pthread_mutex_lock(&m->lock);
+	m->st.pages_sent += rs.pages_data + rs.pages_zero;
+	m->st.bytes_sent = w->bytes;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* The guest is paused from here on; sends the rest and the device state. */
+static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bitmap,
+			 struct error *err)
+{
+	uint64_t left = vm_sync_dirty(m->vm, bitmap);
+	pthread_mutex_lock(&m->lock);
+	m->st.pages_remaining = left;
+	pthread_mutex_unlock(&m->lock);
+	int rc = send_pass(m, w, bitmap, err);
+	if (!rc)
+		rc = vmstate_save_machine(m->vm, w, err);
+	if (!rc && mig_write_end(w) < 0)
+		rc = mig_writer_status(w, err);
+	pthread_mutex_lock(&m->lock);
+	m->st.bytes_sent = w->bytes;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* The commit: READY, GO, RUNNING. Returns the phase the migration ends in. */
+static enum mig_phase commit(struct migration *m, int fd, struct error *err)
+{
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	int rc = mig_recv_frame(fd, READY_TIMEOUT_MS, &type, text, sizeof(text), err);
+	if (rc == 0)
+		rc = error_set(err, ECONNRESET, "the destination closed before it was ready");
+	if (rc > 0 && type == MIG_FRAME_ERROR)
+		rc = error_set(err, EPROTO, "the destination refused the final state: %s", text);
+	else if (rc > 0 && type != MIG_FRAME_READY)
+		rc = error_set(err, EPROTO, "the destination sent frame %u instead of READY", type);
+	if (rc < 0)
+		return MIG_PHASE_FAILED;
+	if (cancelled(m)) {
+		error_set(err, ECANCELED, "cancelled");
+		return MIG_PHASE_CANCELLED;
+	}
+
+	/* From GO on, the destination may run the guest. */
+	vm_disks_unlock(m->vm);
+	if (mig_send_frame(fd, MIG_FRAME_GO, NULL, err) < 0)
+		return MIG_PHASE_FAILED;   /* it cannot have received GO */
+	rc = mig_recv_frame(fd, RUNNING_TIMEOUT_MS, &type, text, sizeof(text), err);
+	if (rc > 0 && type == MIG_FRAME_RUNNING)
+		return MIG_PHASE_COMPLETED;
+	if (rc == -ETIMEDOUT) {
+		error_set(err, ETIMEDOUT, "the destination did not confirm it runs the guest within "
+			  "%d s, and the connection is still open: it may or may not run it. The "
+			  "guest stays paused here; check the destination before `tern vm resume "
+			  "--force`", RUNNING_TIMEOUT_MS / 1000);
+		return MIG_PHASE_UNKNOWN;
+	}
+	/* Closed or reset: the destination process is gone, so it does not
+	 * run the guest, whether or not GO reached it. */
+	if (rc >= 0)
+		error_set(err, ECONNRESET, "the destination closed the connection after GO without "
+			  "confirming: it does not run the guest");
+	return MIG_PHASE_FAILED;
+}
+
+static void finish(struct migration *m, enum mig_phase phase, const struct error *err)
+{
+	pthread_mutex_lock(&m->lock);
+	m->st.phase = phase;
+	m->st.elapsed_ms = (uint64_t)(monotonic_ns() - m->started_ns) / 1000000;
+	if (err && err->code)
+		snprintf(m->st.error, sizeof(m->st.error), "%s", err->msg);
+	m->w = NULL;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void *migration_main(void *arg)
+{
+	struct migration *m = arg;
+	struct vm *vm = m->vm;
+	struct error err = { 0 };
+	struct mig_address addr;
+	struct mig_writer w;
+	bool writer_ready = false, paused_here = false;
+	uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
+	enum mig_phase end = MIG_PHASE_FAILED;
+	int fd = -1;
+
+	if (!bitmap) {
+		error_set(&err, ENOMEM, "no memory for the dirty bitmap");
+		goto out;
+	}
+	if (mig_parse_address(m->st.to, &addr, &err) < 0)
+		goto out;
+	fd = mig_connect(&addr, CONNECT_TIMEOUT_MS, STALL_TIMEOUT_MS, &err);
+	if (fd < 0)
+		goto out;
+	if (mig_writer_init(&w, fd, true, &err) < 0)
+		goto out;
+	writer_ready = true;
+	pthread_mutex_lock(&m->lock);
+	m->fd = fd;
+	m->w = &w;
+	mig_writer_set_rate(&w, m->st.params.bandwidth);
+	bool stop_now = m->cancel;
+	pthread_mutex_unlock(&m->lock);
+	if (stop_now) {
+		error_set(&err, ECANCELED, "cancelled");
+		end = MIG_PHASE_CANCELLED;
+		goto out;
+	}
+
+	if (mig_write_header(&w) < 0 || vmstate_save_config(vm, &w, &err) < 0 ||
+	    mig_flush(&w) < 0) {
+		mig_writer_status(&w, &err);
+		goto fail_send;
+	}
+
+	/* Pass 1: start tracking, then every populated page. */
+	set_phase(m, MIG_PHASE_PRECOPY);
+	for (uint32_t pass = 1;; pass++) {
+		int64_t t0 = monotonic_ns();
+		uint64_t bytes0 = w.bytes;
+		/* The last pass sent what the bitmap held. If this pass turns
+		 * out to be the stop-and-copy's, the pages collected here stay
+		 * in the bitmap and the final sync adds to them. */
+		memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
+		uint64_t dirty = vm_sync_dirty(vm, bitmap);
+		pthread_mutex_lock(&m->lock);
+		m->st.pass = pass;
+		m->st.pages_remaining = dirty;
+		struct mig_params p = m->st.params;
+		uint64_t bandwidth = m->st.bandwidth;
+		pthread_mutex_unlock(&m->lock);
+
+		if (pass > 1) {
+			uint64_t expect_ms = bandwidth ? dirty * PAGE_WIRE_BYTES * 1000 / bandwidth : 0;
+			pthread_mutex_lock(&m->lock);
+			m->st.expected_downtime_ms = expect_ms;
+			pthread_mutex_unlock(&m->lock);
+			if (expect_ms <= p.downtime_ms || pass > p.max_passes)
+				break;
+		}
+		if (send_pass(m, &w, pass == 1 ? NULL : bitmap, &err) < 0)
+			goto fail_send;
+		if (check_return_path(fd, &err) < 0)
+			goto out;
+		if (cancelled(m)) {
+			error_set(&err, ECANCELED, "cancelled");
+			end = MIG_PHASE_CANCELLED;
+			goto out;
+		}
+		int64_t dt = monotonic_ns() - t0;
+		pthread_mutex_lock(&m->lock);
+		if (dt > 0) {
+			m->st.bandwidth = (uint64_t)((double)(w.bytes - bytes0) * 1e9 / (double)dt);
+			m->st.dirty_rate = (uint64_t)((double)dirty * 1e9 / (double)dt);
+		}
+		pthread_mutex_unlock(&m->lock);
+	}
+
+	/* Stop and copy. */
+	set_phase(m, MIG_PHASE_STOPCOPY);
+	int64_t t_pause = monotonic_ns();
+	pthread_mutex_lock(&vm->lock);
+	bool was_paused = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	if (!was_paused) {
+		if (vm_pause(vm, &err) < 0)
+			goto out;
+		paused_here = true;
+	}
+	if (stop_and_copy(m, &w, bitmap, &err) < 0)
+		goto fail_send;
+	set_phase(m, MIG_PHASE_COMMIT);
+	end = commit(m, fd, &err);
+	if (end == MIG_PHASE_COMPLETED) {
+		pthread_mutex_lock(&m->lock);
+		m->st.downtime_ms = (uint64_t)(monotonic_ns() - t_pause) / 1000000;
+		pthread_mutex_unlock(&m->lock);
+	}
+	goto out;
+
+fail_send:
+	peer_reason(fd, &err);
+out:
+	if (end == MIG_PHASE_FAILED && cancelled(m))
+		end = MIG_PHASE_CANCELLED;
+	if (end == MIG_PHASE_FAILED || end == MIG_PHASE_CANCELLED) {
+		/* The guest stays (or becomes again) ours: its disks first. */
+		struct error e2 = { 0 };
+		if (vm_disks_lock(vm, &e2) < 0)
+			log_error("migration failed, and the disks cannot be locked again: %s",
+				  e2.msg);
+		if (paused_here && vm_resume(vm, &e2) < 0)
+			log_error("migration failed, and the VM cannot resume: %s", e2.msg);
+		log_error("migration to %s %s: %s", m->st.to,
+			  end == MIG_PHASE_CANCELLED ? "cancelled" : "failed", err.msg);
+	} else if (end == MIG_PHASE_UNKNOWN) {
+		log_error("migration to %s: %s", m->st.to, err.msg);
+	}
+	if (writer_ready) {
+		pthread_mutex_lock(&m->lock);
+		m->w = NULL;
+		pthread_mutex_unlock(&m->lock);
+		mig_writer_free(&w);
+	}
+	pthread_mutex_lock(&m->lock);
+	m->fd = -1;
+	pthread_mutex_unlock(&m->lock);
+	if (fd >= 0)
+		close(fd);
+	free(bitmap);
+	finish(m, end, &err);
+	if (end == MIG_PHASE_COMPLETED) {
+		struct mig_stats st;
+		migration_status(vm, &st);
+		log_info("migrated to %s: %llu ms in all, downtime %llu ms, %llu bytes, %u passes",
+			 st.to, (unsigned long long)st.elapsed_ms, (unsigned long long)st.downtime_ms,
+			 (unsigned long long)st.bytes_sent, st.pass);
+		usleep(LINGER_AFTER_COMPLETION_MS * 1000);
+		vm_request_stop(vm, VM_EXIT_POWEROFF);
+	}
+	return NULL;
+}
+
+int migration_start(struct vm *vm, const char *to, const struct mig_params *params,
+		    struct error *err)
+{
+	struct mig_address addr;
+	int rc = mig_parse_address(to, &addr, err);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&vm->lock);
+	enum vm_state state = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	if (state == VM_STOPPING)
+		return error_set(err, EBUSY, "the VM is stopping");
+	struct migration *m = vm->migration;
+	if (m) {
+		pthread_mutex_lock(&m->lock);
+		enum mig_phase phase = m->st.phase;
+		pthread_mutex_unlock(&m->lock);
+		if (!mig_phase_finished(phase))
+			return error_set(err, EBUSY, "a migration to %s is already %s", m->st.to,
+					 mig_phase_name(phase));
+		if (phase == MIG_PHASE_COMPLETED || phase == MIG_PHASE_UNKNOWN)
+			return error_set(err, EBUSY, "the last migration ended %s: the VM no longer "
+					 "runs here", mig_phase_name(phase));
+		if (m->thread_started)
+			pthread_join(m->thread, NULL);
+		m->thread_started = false;
+	} else {
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			return error_set(err, ENOMEM, "out of memory");
+		pthread_mutex_init(&m->lock, NULL);
+		m->vm = vm;
+		vm->migration = m;
+	}
+	pthread_mutex_lock(&m->lock);
+	memset(&m->st, 0, sizeof(m->st));
+	snprintf(m->st.to, sizeof(m->st.to), "%s", to);
+	m->st.params = *params;
+	m->st.phase = MIG_PHASE_SETUP;
+	m->cancel = false;
+	m->fd = -1;
+	m->started_ns = monotonic_ns();
+	pthread_mutex_unlock(&m->lock);
+	rc = pthread_create(&m->thread, NULL, migration_main, m);
+	if (rc) {
+		set_phase(m, MIG_PHASE_FAILED);
+		return error_errno(err, rc, "cannot start the migration thread");
+	}
+	m->thread_started = true;
+	log_info("migrating to %s (downtime limit %u ms, bandwidth %s, at most %u passes)", to,
+		 params->downtime_ms, params->bandwidth ? "limited" : "unlimited",
+		 params->max_passes);
+	return 0;
+}
+
+void migration_status(struct vm *vm, struct mig_stats *out)
+{
+	struct migration *m = vm->migration;
+	memset(out, 0, sizeof(*out));
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	*out = m->st;
+	if (!mig_phase_finished(m->st.phase))
+		out->elapsed_ms = (uint64_t)(monotonic_ns() - m->started_ns) / 1000000;
+	pthread_mutex_unlock(&m->lock);
+}
+
+int migration_set(struct vm *vm, int64_t downtime_ms, int64_t bandwidth, int64_t max_passes,
+		  struct error *err)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return error_set(err, ENOENT, "no migration is running");
+	pthread_mutex_lock(&m->lock);
+	if (mig_phase_finished(m->st.phase)) {
+		pthread_mutex_unlock(&m->lock);
+		return error_set(err, ENOENT, "no migration is running");
+	}
+	if (downtime_ms >= 0)
+		m->st.params.downtime_ms = (uint32_t)downtime_ms;
+	if (max_passes >= 0)
+		m->st.params.max_passes = (uint32_t)max_passes;
+	if (bandwidth >= 0) {
+		m->st.params.bandwidth = (uint64_t)bandwidth;
+		if (m->w)
+			mig_writer_set_rate(m->w, (uint64_t)bandwidth);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+int migration_cancel(struct vm *vm, struct error *err)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return error_set(err, ENOENT, "no migration is running");
+	pthread_mutex_lock(&m->lock);
+	if (mig_phase_finished(m->st.phase)) {
+		pthread_mutex_unlock(&m->lock);
+		return error_set(err, ENOENT, "no migration is running");
+	}
+	if (m->st.phase == MIG_PHASE_COMMIT) {
+		pthread_mutex_unlock(&m->lock);
+		return error_set(err, EBUSY, "the migration is committing: too late to cancel");
+	}
+	m->cancel = true;
+	/* Unblock a send stuck on a slow link: the thread sees the failure,
+	 * then the cancel flag, and resumes the guest. */
+	if (m->w)
+		mig_writer_abort(m->w, ECANCELED, "cancelled");
+	if (m->fd >= 0)
+		shutdown(m->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+bool migration_outcome_unknown(struct vm *vm)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return false;
+	pthread_mutex_lock(&m->lock);
+	bool unknown = m->st.phase == MIG_PHASE_UNKNOWN;
+	pthread_mutex_unlock(&m->lock);
+	return unknown;
+}
+
+void migration_destroy(struct vm *vm)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return;
+	if (m->thread_started) {
+		struct error err = { 0 };
+		migration_cancel(vm, &err);
+		pthread_join(m->thread, NULL);
+	}
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	vm->migration = NULL;
+}

@@ -1,0 +1,68 @@
+/* outgoing.h: the source side of a live migration (pre-copy), run by a
+ * thread of its own while the guest keeps running. Protocol:
+ * docs/migration-protocol.md. */
+#ifndef TERN_MIGRATION_OUTGOING_H
+#define TERN_MIGRATION_OUTGOING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+struct vm;
+
+enum mig_phase {
+	MIG_PHASE_NONE,
+	MIG_PHASE_SETUP,        /* connecting, sending CONFIG */
+	MIG_PHASE_PRECOPY,      /* passes over memory, guest running */
+	MIG_PHASE_STOPCOPY,     /* guest paused, the rest and device state */
+	MIG_PHASE_COMMIT,       /* waiting for READY / RUNNING */
+	MIG_PHASE_COMPLETED,    /* the guest runs on the destination */
+	MIG_PHASE_FAILED,       /* the guest runs here */
+	MIG_PHASE_CANCELLED,    /* the guest runs here */
+	MIG_PHASE_UNKNOWN,      /* RUNNING never came: the guest stays paused here */
+};
+
+struct mig_params {
+	uint32_t downtime_ms;   /* switch over when the rest fits in this */
+	uint64_t bandwidth;     /* bytes per second, 0 = unlimited */
+	uint32_t max_passes;    /* switch over after this many passes anyway */
+};
+
+#define MIG_DEFAULT_DOWNTIME_MS 30
+#define MIG_DEFAULT_MAX_PASSES 30
+
+struct mig_stats {
+	enum mig_phase phase;
+	char to[300];
+	uint32_t pass;
+	uint64_t bytes_sent;
+	uint64_t pages_sent;            /* with data or as zero flags */
+	uint64_t pages_remaining;       /* dirty at the last sync */
+	uint64_t dirty_rate;            /* pages per second over the last pass */
+	uint64_t bandwidth;             /* bytes per second over the last pass */
+	uint64_t expected_downtime_ms;
+	uint64_t elapsed_ms;
+	uint64_t downtime_ms;           /* pause to RUNNING, once completed */
+	struct mig_params params;
+	char error[512];
+};
+
+const char *mig_phase_name(enum mig_phase phase);
+bool mig_phase_finished(enum mig_phase phase);
+
+/* Starts migrating vm to `to` ("tcp:HOST:PORT"). Fails if one is running. */
+int migration_start(struct vm *vm, const char *to, const struct mig_params *params,
+		    struct error *err);
+/* A snapshot of the current (or last) migration's statistics. */
+void migration_status(struct vm *vm, struct mig_stats *out);
+/* Changes parameters of the running migration (fields < 0: unchanged). */
+int migration_set(struct vm *vm, int64_t downtime_ms, int64_t bandwidth, int64_t max_passes,
+		  struct error *err);
+int migration_cancel(struct vm *vm, struct error *err);
+/* True if the last migration ended with its outcome unknown. */
+bool migration_outcome_unknown(struct vm *vm);
+/* Joins the migration thread (at VM teardown). */
+void migration_destroy(struct vm *vm);
+
+#endif
