@@ -102,3 +102,38 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find build build-asan -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (clang + libFuzzer, ASan, UBSan) -------------------------------
+# `make fuzz` builds tests/fuzz/fuzz_stream.c against an instrumented
+# libtern and runs it on a copy of tests/fuzz/corpus for FUZZ_SECONDS
+# (scripts/fuzz.sh; tests/fuzz/README.md). Separate from the gcc builds: its
+# own compiler, flags and tree, build-fuzz/. Warnings are policed by the
+# gcc builds; clang's own (gcc-only attributes, say) must not stop this one.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := $(CFLAGS_COMMON) -Wno-error -Wno-unknown-attributes -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined
+
+.PHONY: fuzz fuzz-clean
+
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC-FUZZ $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+build-fuzz/libtern.a: $(LIB_SRCS:%.c=build-fuzz/obj/%.o)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+build-fuzz/fuzz_stream: build-fuzz/obj/tests/fuzz/fuzz_stream.o build-fuzz/libtern.a
+	@echo "  LD      $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-clean:
+	rm -rf build-fuzz
+
+-include $(shell find build-fuzz -name '*.d' 2>/dev/null)

@@ -9,6 +9,7 @@ bash scripts/deps.sh
 jobs=$(nproc)
 make -j"$jobs" all asan
 make -j"$jobs" unit
+bash scripts/fuzz.sh "${TERN_FUZZ_SECONDS:-60}"
 make guest
 make integration
 echo "== all tests passed"
