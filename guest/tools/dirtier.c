@@ -7,6 +7,9 @@
  * test can compare guest memory before and after a migration.
  *
  * SIGUSR1 prints the checksum at once and stops the process until SIGCONT.
+ * SIGUSR2 checks the working set against what the dirtier knows it wrote
+ * and prints "dirtier: verify ok ..." or "dirtier: verify FAILED ...", while
+ * it keeps running: a page a migration left stale shows up there.
  * usage: dirtier [-s SIZE_MIB] [-r RATE_MIBPS] [-p seq|rand] [-t SECONDS] [-c]
  */
 #define _GNU_SOURCE
@@ -33,6 +36,14 @@
 static volatile sig_atomic_t stop_requested;
 
 static volatile sig_atomic_t freeze_requested;
+
+static volatile sig_atomic_t verify_requested;
+
+static void on_verify_signal(int sig)
+{
+	(void)sig;
+	verify_requested = 1;
+}
 
 /* SIGUSR1: checksum the working set, then stop until SIGCONT, so that the
  * memory stays exactly as checksummed (across a snapshot, say). */
@@ -123,6 +134,35 @@ static uint64_t next_random(uint64_t *state)
 	return x * 0x2545F4914F6CDD1DULL;
 }
 
+/* Every write puts `counter` into word counter % words_per_page of a page and
+ * records it in last[page], which lives in other pages. So in a consistent
+ * memory each page holds last[page] at its slot, and every other word is 0
+ * or an older counter sitting at its own slot. A page left stale (or a stale
+ * page of last[]) breaks one of these. Returns the first bad page or -1. */
+static long verify(const uint64_t *mem, const uint64_t *last, size_t npages,
+		   size_t words_per_page, char *why, size_t why_len)
+{
+	for (size_t p = 0; p < npages; p++) {
+		const uint64_t *page = mem + p * words_per_page;
+		uint64_t newest = last[p];
+		if (newest && page[newest % words_per_page] != newest) {
+			snprintf(why, why_len, "page %zu: word %zu holds %" PRIu64 ", not the last "
+				 "write %" PRIu64, p, (size_t)(newest % words_per_page),
+				 page[newest % words_per_page], newest);
+			return (long)p;
+		}
+		for (size_t w = 0; w < words_per_page; w++) {
+			uint64_t v = page[w];
+			if (v && (v > newest || v % words_per_page != w)) {
+				snprintf(why, why_len, "page %zu: word %zu holds %" PRIu64
+					 " (last write to the page: %" PRIu64 ")", p, w, v, newest);
+				return (long)p;
+			}
+		}
+	}
+	return -1;
+}
+
 /* FNV-1a over 64-bit words rather than bytes: an eighth of the multiplies,
  * which matters when hashing hundreds of MiB on an interpreted CPU. It is
  * only used to compare two views of the same memory, not as a real hash. */
@@ -207,6 +247,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	uint64_t *last = mmap(NULL, npages * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (last == MAP_FAILED) {
+		fprintf(stderr, "dirtier: mmap of the write log: %s\n", strerror(errno));
+		return 1;
+	}
 	/* No SA_RESTART: the signal must cut a clock_nanosleep short. */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -217,7 +263,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	sa.sa_handler = on_freeze_signal;
-	if (sigaction(SIGUSR1, &sa, NULL) != 0) {
+	struct sigaction sv = sa;
+	sv.sa_handler = on_verify_signal;
+	if (sigaction(SIGUSR1, &sa, NULL) != 0 || sigaction(SIGUSR2, &sv, NULL) != 0) {
 		perror("dirtier: sigaction");
 		return 1;
 	}
@@ -258,6 +306,17 @@ int main(int argc, char **argv)
 			pace_base_pages = pages_written;
 			continue;
 		}
+		if (verify_requested) {
+			verify_requested = 0;
+			char why[160];
+			long bad = verify(mem, last, npages, words_per_page, why, sizeof(why));
+			if (bad < 0)
+				printf("dirtier: verify ok (%zu pages, %" PRIu64 " writes)\n", npages,
+				       counter);
+			else
+				printf("dirtier: verify FAILED: %s\n", why);
+			fflush(stdout);
+		}
 		for (int i = 0; i < PAGES_PER_BATCH; i++) {
 			size_t page;
 
@@ -272,6 +331,7 @@ int main(int argc, char **argv)
 			 * migration copy differs from the copy; the word's offset moves
 			 * too, so over time every word of the page changes. */
 			mem[page * words_per_page + counter % words_per_page] = counter;
+			last[page] = counter;
 		}
 		pages_written += PAGES_PER_BATCH;
 
