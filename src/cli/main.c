@@ -31,6 +31,8 @@ static void usage(FILE *out)
 		"       tern vm run --restore FILE [options]\n"
 		"       tern vm run --incoming tcp:ADDR:PORT [options]\n"
 		"       tern vm status|pause|resume|stop --api-socket PATH\n"
+		"       tern vm resume --force --api-socket PATH   (after a migration whose\n"
+		"                       outcome is unknown, once the destination is known dead)\n"
 		"       tern vm snapshot --api-socket PATH --to FILE [--stop]\n"
 		"       tern vm migrate --api-socket PATH --to tcp:HOST:PORT [--downtime-ms N]\n"
 		"                       [--bandwidth MBPS] [--max-passes N] [--watch]\n"
@@ -366,10 +368,11 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "to", required_argument, NULL, 'o' },
 		{ "stop", no_argument, NULL, 's' },
+		{ "force", no_argument, NULL, 'f' },
 		{ 0 },
 	};
 	const char *path = NULL, *to = NULL;
-	bool stop = false;
+	bool stop = false, force = false;
 	unsigned timeout_s = 30;
 	opterr = 0;
 	optind = 1;
@@ -379,6 +382,7 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 		case 'a': path = optarg; break;
 		case 'o': to = optarg; break;
 		case 's': stop = true; break;
+		case 'f': force = true; break;
 		case 't':
 			if (parse_uint(optarg, &timeout_s))
 				return usage_error("--timeout: \"%s\" is not a number of seconds", optarg);
@@ -399,7 +403,11 @@ static int cmd_vm_control(const char *command, int argc, char **argv)
 		return usage_error("vm snapshot needs --to FILE");
 	if (!is_snapshot && (to || stop))
 		return usage_error("--to and --stop belong to vm snapshot");
+	if (force && strcmp(command, "resume") != 0)
+		return usage_error("--force belongs to vm resume");
 	json_t *args = NULL;
+	if (force)
+		args = json_pack("{s:b}", "force", 1);
 	if (is_snapshot) {
 		/* The VMM has its own working directory: send an absolute path. */
 		char cwd[4096], *abs = NULL;

@@ -309,6 +309,17 @@ int vm_pause(struct vm *vm, struct error *err)
 	return 0;
 }
 
+void vm_start_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = true;
+	vm->state = VM_PAUSED;
+	__atomic_store_n(&vm->paused_at_ns, monotonic_ns(), __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->num_virtio; i++)
+		virtio_mmio_pause(vm->virtio[i]);
+}
+
 int vm_resume(struct vm *vm, struct error *err)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -156,6 +156,9 @@ int vm_load_boot_images(struct vm *vm, struct error *err);
 uint64_t vm_sync_dirty(struct vm *vm, uint64_t *bitmap);
 int vm_disks_lock(struct vm *vm, struct error *err);
 void vm_disks_unlock(struct vm *vm);
+/* Before vm_run: the VM starts paused (harts parked, devices quiet) and
+ * waits for a resume; for a VM that was paused where it came from. */
+void vm_start_paused(struct vm *vm);
 /* After the VM arrived: RARP from each TAP and the guest's own announce. */
 void vm_announce(struct vm *vm);
 struct migration;

@@ -113,6 +113,9 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		log_error("incoming migration: %s; the guest does not run here", err.msg);
 		goto out;
 	}
+	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
+	if (paused)
+		vm_start_paused(vm);
 	vm_set_guest_time(vm, l.guest_time);
 	if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
 		log_warn("the source may not learn that the guest runs here: %s", err.msg);
@@ -121,8 +124,9 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	close(fd);
 	fd = -1;
 	log_info("incoming migration complete in %lld ms (%llu pages with data, %llu zero); "
-		 "the guest runs here", (long long)(monotonic_ns() - t_start) / 1000000,
-		 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero);
+		 "the guest %s", (long long)(monotonic_ns() - t_start) / 1000000,
+		 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero,
+		 paused ? "is here, paused as it was on the source" : "runs here");
 	status = vm_run(vm);
 	vm_destroy(vm);
 	return status;

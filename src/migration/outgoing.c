@@ -135,7 +135,7 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 }
 
 /* The commit: READY, GO, RUNNING. Returns the phase the migration ends in. */
-static enum mig_phase commit(struct migration *m, int fd, struct error *err)
+static enum mig_phase commit(struct migration *m, int fd, bool keep_paused, struct error *err)
 {
 	uint32_t type;
 	char text[MIG_FRAME_MAX];
@@ -155,7 +155,7 @@ static enum mig_phase commit(struct migration *m, int fd, struct error *err)
 
 	/* From GO on, the destination may run the guest. */
 	vm_disks_unlock(m->vm);
-	if (mig_send_frame(fd, MIG_FRAME_GO, NULL, err) < 0)
+	if (mig_send_frame(fd, MIG_FRAME_GO, keep_paused ? MIG_GO_PAUSED : NULL, err) < 0)
 		return MIG_PHASE_FAILED;   /* it cannot have received GO */
 	rc = mig_recv_frame(fd, RUNNING_TIMEOUT_MS, &type, text, sizeof(text), err);
 	if (rc > 0 && type == MIG_FRAME_RUNNING)
@@ -285,7 +285,8 @@ static void *migration_main(void *arg)
 	if (stop_and_copy(m, &w, bitmap, &err) < 0)
 		goto fail_send;
 	set_phase(m, MIG_PHASE_COMMIT);
-	end = commit(m, fd, &err);
+	/* A VM the operator had paused stays paused on the destination. */
+	end = commit(m, fd, was_paused, &err);
 	if (end == MIG_PHASE_COMPLETED) {
 		pthread_mutex_lock(&m->lock);
 		m->st.downtime_ms = (uint64_t)(monotonic_ns() - t_pause) / 1000000;

@@ -24,6 +24,9 @@ enum mig_frame_type {
 	MIG_FRAME_GO = 16,
 };
 
+/* GO's text when the guest was paused on the source: it stays paused. */
+#define MIG_GO_PAUSED "paused"
+
 int mig_parse_address(const char *uri, struct mig_address *out, struct error *err);
 /* Connects within timeout_ms; the socket then fails a send that makes no
  * progress for stall_ms (TCP_USER_TIMEOUT) and probes an idle peer. */

@@ -175,9 +175,11 @@ class Vm:
         return self
 
     def attach(self, timeout=60.0):
-        """For a migrated-in VM: connects the console and syncs with the shell."""
+        """For a migrated-in VM: connects the console and, unless the VM
+        arrived paused, syncs with the shell."""
         self.console = Console(self.console_path, timeout=timeout)
-        self.sh("true", timeout=timeout)
+        if self.api("status")["result"]["state"] != "paused":
+            self.sh("true", timeout=timeout)
         return self
 
     def boot(self, timeout=BOOT_TIMEOUT):

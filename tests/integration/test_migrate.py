@@ -95,3 +95,19 @@ def test_there_and_back(lab, tmp_path, config):
         if client:
             client.kill()
         g.close()
+
+
+def test_paused_guest_stays_paused(lab, tmp_path):
+    """A guest the operator paused arrives paused, and runs on when resumed."""
+    g = MovingVm(lab, tmp_path, dirtier=None).boot(host=0)
+    try:
+        before = g.counter_lines()
+        assert g.vm.api("pause")["ok"]
+        g.move_to(1)
+        assert g.vm.api("status")["result"]["state"] == "paused"
+        assert not g.heartbeat_grows(0.5), "the guest runs although it arrived paused"
+        assert g.vm.api("resume")["ok"]
+        assert g.heartbeat_grows()
+        assert g.counter_lines() > before
+    finally:
+        g.close()
