@@ -472,6 +472,24 @@ static void print_progress(json_t *st, bool final)
 		fprintf(stderr, "\n");
 }
 
+/* The final report of --watch, for a person; the JSON follows on stdout. */
+static void print_report(json_t *st)
+{
+	const char *phase = json_string_value(json_object_get(st, "phase"));
+	const char *to = json_string_value(json_object_get(st, "to"));
+	const char *error = json_string_value(json_object_get(st, "error"));
+	if (phase && !strcmp(phase, "completed"))
+		fprintf(stderr, "migrated to %s in %lld ms: downtime %lld ms (guest paused here until "
+			"it ran there), %.1f MiB on the wire, %lld passes, %lld pages sent\n",
+			to ? to : "?", (long long)jint(st, "elapsed_ms"),
+			(long long)jint(st, "downtime_ms"), mib((uint64_t)jint(st, "bytes_sent")),
+			(long long)jint(st, "pass"), (long long)jint(st, "pages_sent"));
+	else
+		fprintf(stderr, "migration to %s %s after %lld ms: %s\n", to ? to : "?",
+			phase ? phase : "?", (long long)jint(st, "elapsed_ms"),
+			error ? error : "no reason given");
+}
+
 static int watch_migration(const char *path)
 {
 	json_t *last = NULL;
@@ -498,6 +516,7 @@ static int watch_migration(const char *path)
 		if (isatty(STDERR_FILENO) || done)
 			print_progress(st, done);
 		if (done) {
+			print_report(st);
 			char *text = json_dumps(st, JSON_INDENT(2) | JSON_SORT_KEYS);
 			if (text)
 				printf("%s\n", text);

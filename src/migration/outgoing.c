@@ -230,6 +230,7 @@ static void *migration_main(void *arg)
 
 	/* Pass 1: start tracking, then every populated page. */
 	set_phase(m, MIG_PHASE_PRECOPY);
+	int64_t last_sync = 0;
 	for (uint32_t pass = 1;; pass++) {
 		int64_t t0 = monotonic_ns();
 		uint64_t bytes0 = w.bytes;
@@ -241,10 +242,14 @@ static void *migration_main(void *arg)
 		pthread_mutex_lock(&m->lock);
 		m->st.pass = pass;
 		m->st.pages_remaining = dirty;
+		/* Pages dirtied since the last sync, over the time since then. */
+		if (last_sync && t0 > last_sync)
+			m->st.dirty_rate = (uint64_t)((double)dirty * 1e9 / (double)(t0 - last_sync));
 		struct mig_params p = m->st.params;
 		uint64_t bandwidth = m->st.bandwidth;
 		pthread_mutex_unlock(&m->lock);
 
+		last_sync = t0;
 		if (pass > 1) {
 			uint64_t expect_ms = bandwidth ? dirty * PAGE_WIRE_BYTES * 1000 / bandwidth : 0;
 			pthread_mutex_lock(&m->lock);
@@ -264,10 +269,8 @@ static void *migration_main(void *arg)
 		}
 		int64_t dt = monotonic_ns() - t0;
 		pthread_mutex_lock(&m->lock);
-		if (dt > 0) {
+		if (dt > 0)
 			m->st.bandwidth = (uint64_t)((double)(w.bytes - bytes0) * 1e9 / (double)dt);
-			m->st.dirty_rate = (uint64_t)((double)dirty * 1e9 / (double)dt);
-		}
 		pthread_mutex_unlock(&m->lock);
 	}
 
