@@ -36,6 +36,7 @@ static void usage(FILE *out)
 		"       tern vm snapshot --api-socket PATH --to FILE [--stop]\n"
 		"       tern vm migrate --api-socket PATH --to tcp:HOST:PORT [--downtime-ms N]\n"
 		"                       [--bandwidth MBPS] [--max-passes N] [--watch]\n"
+		"                       [--strategy auto|precopy|auto-converge]\n"
 		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
 		"\n"
 		"vm run options:\n"
@@ -463,11 +464,11 @@ static void print_progress(json_t *st, bool final)
 		bar[i] = i < (int)(frac * 20) ? '#' : '.';
 	bar[20] = '\0';
 	fprintf(stderr, "\r%-10s pass %-3lld [%s] sent %8.1f MiB  left %7lld pages  dirty %7lld p/s  "
-		"%7.1f MiB/s  est. downtime %lld ms   ", phase ? phase : "?",
+		"%7.1f MiB/s  est. downtime %lld ms  throttle %lld%%   ", phase ? phase : "?",
 		(long long)jint(st, "pass"), bar, mib((uint64_t)jint(st, "bytes_sent")),
 		(long long)left, (long long)jint(st, "dirty_rate_pages_s"),
 		mib((uint64_t)jint(st, "bandwidth_bytes_s")),
-		(long long)jint(st, "expected_downtime_ms"));
+		(long long)jint(st, "expected_downtime_ms"), (long long)jint(st, "throttle_pct"));
 	if (final)
 		fprintf(stderr, "\n");
 }
@@ -532,20 +533,21 @@ static int watch_migration(const char *path)
 static int cmd_vm_migrate(int argc, char **argv)
 {
 	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
-	       O_SET };
+	       O_SET, O_STRATEGY };
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, O_API },
 		{ "to", required_argument, NULL, O_TO },
 		{ "downtime-ms", required_argument, NULL, O_DOWNTIME },
 		{ "bandwidth", required_argument, NULL, O_BANDWIDTH },
 		{ "max-passes", required_argument, NULL, O_PASSES },
+		{ "strategy", required_argument, NULL, O_STRATEGY },
 		{ "watch", no_argument, NULL, O_WATCH },
 		{ "cancel", no_argument, NULL, O_CANCEL },
 		{ "status", no_argument, NULL, O_STATUS },
 		{ "set", no_argument, NULL, O_SET },
 		{ 0 },
 	};
-	const char *path = NULL, *to = NULL;
+	const char *path = NULL, *to = NULL, *strategy = NULL;
 	long long downtime = -1, bandwidth = -1, passes = -1;
 	bool watch = false, cancel = false, status = false, set = false;
 	opterr = 0;
@@ -571,6 +573,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 				return usage_error("--max-passes: \"%s\" is not a number", optarg);
 			passes = v;
 			break;
+		case O_STRATEGY: strategy = optarg; break;
 		case O_WATCH: watch = true; break;
 		case O_CANCEL: cancel = true; break;
 		case O_STATUS: status = true; break;
@@ -586,11 +589,15 @@ static int cmd_vm_migrate(int argc, char **argv)
 	if ((to != NULL) + cancel + status + set != 1)
 		return usage_error("vm migrate needs exactly one of --to, --cancel, --status, --set");
 
+	if (strategy && !to)
+		return usage_error("--strategy is chosen when the migration starts (with --to)");
 	const char *command = to ? "migrate" : cancel ? "migrate-cancel" :
 			      status ? "migrate-status" : "migrate-set";
 	json_t *args = json_object();
 	if (to)
 		json_object_set_new(args, "to", json_string(to));
+	if (strategy)
+		json_object_set_new(args, "strategy", json_string(strategy));
 	if (to || set) {
 		if (downtime >= 0)
 			json_object_set_new(args, "downtime_ms", json_integer(downtime));

@@ -35,6 +35,9 @@ struct cpu_env {
 	bool (*sbi_call)(void *opaque, struct cpu *cpu);
 	/* The time CSR: ticks of the timebase since the VM started. */
 	uint64_t (*time_now)(void *opaque);
+	/* A store dirtied a page that was clean since the last dirty sync.
+	 * May stall the hart (auto-converge's dirty limit). Optional. */
+	void (*page_dirtied)(void *opaque, struct cpu *cpu);
 };
 
 /* Requests another thread may post; the CPU acts on them on its own thread. */

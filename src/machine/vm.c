@@ -47,6 +47,33 @@ void vm_set_guest_time(struct vm *vm, uint64_t ticks)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* A burst the pacing lets through before it starts to wait, and the longest
+ * one wait: pause and kick requests are served only after it. */
+#define DIRTY_BURST_NS 10000000
+#define DIRTY_MAX_WAIT_NS 10000000
+
+static void env_page_dirtied(void *opaque, struct cpu *cpu)
+{
+	struct vm *vm = opaque;
+	uint64_t limit = __atomic_load_n(&vm->dirty_limit_pps, __ATOMIC_RELAXED);
+	if (!limit)
+		return;
+	struct hart *h = &vm->harts[cpu->hart_id];
+	int64_t share = (int64_t)(limit / vm->num_harts);
+	int64_t interval = 1000000000 / (share > 0 ? share : 1);
+	int64_t now = monotonic_ns();
+	if (h->dirty_next_ns < now - DIRTY_BURST_NS)
+		h->dirty_next_ns = now - DIRTY_BURST_NS;
+	h->dirty_next_ns += interval;
+	int64_t wait = h->dirty_next_ns - now;
+	if (wait <= 0)
+		return;
+	if (wait > DIRTY_MAX_WAIT_NS)
+		wait = DIRTY_MAX_WAIT_NS;
+	struct timespec ts = { wait / 1000000000, wait % 1000000000 };
+	nanosleep(&ts, NULL);
+}
+
 static uint64_t env_time_now(void *opaque)
 {
 	return vm_time_now(opaque);
@@ -222,6 +249,7 @@ int vm_create(struct vm **out, const struct vm_config *config, struct error *err
 		.mmio_write = env_mmio_write,
 		.sbi_call = sbi_handle_ecall,
 		.time_now = env_time_now,
+		.page_dirtied = env_page_dirtied,
 	};
 	for (unsigned i = 0; i < vm->num_harts; i++) {
 		struct hart *h = &vm->harts[i];
@@ -307,6 +335,11 @@ int vm_pause(struct vm *vm, struct error *err)
 	for (unsigned i = 0; i < vm->num_virtio; i++)
 		virtio_mmio_pause(vm->virtio[i]);
 	return 0;
+}
+
+void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s)
+{
+	__atomic_store_n(&vm->dirty_limit_pps, pages_per_s, __ATOMIC_RELAXED);
 }
 
 void vm_start_paused(struct vm *vm)

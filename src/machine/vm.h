@@ -89,6 +89,8 @@ struct hart {
 	bool paused;                 /* parked at an instruction boundary */
 	unsigned flush_request;      /* CPU_FLUSH_* bits posted by other harts */
 	uint64_t flush_posted, flush_done;
+	/* Auto-converge's pacing of newly dirtied pages; hart thread only. */
+	int64_t dirty_next_ns;
 };
 
 struct vm {
@@ -111,6 +113,9 @@ struct vm {
 	enum vm_state state;
 	bool pause_requested;
 	int exit_status;
+	/* Pages per second the guest may newly dirty (0: no limit), read by
+	 * the harts without the lock; auto-converge sets it. */
+	uint64_t dirty_limit_pps;
 
 	/* Guest time: monotonic host time minus the time spent paused. */
 	int64_t clock_base_ns;       /* read by harts without the lock */
@@ -156,6 +161,13 @@ int vm_load_boot_images(struct vm *vm, struct error *err);
 uint64_t vm_sync_dirty(struct vm *vm, uint64_t *bitmap);
 int vm_disks_lock(struct vm *vm, struct error *err);
 void vm_disks_unlock(struct vm *vm);
+/* Caps how fast the guest may dirty pages it has not dirtied since the
+ * last sync, in pages per second for the whole VM (0: no cap): a hart whose
+ * store would dirty a clean page beyond its share waits first. This is
+ * auto-converge's throttle: it slows exactly what keeps a migration from
+ * converging, the dirtying, and leaves a guest that reads or computes
+ * alone. Guest time runs on. */
+void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s);
 /* Before vm_run: the VM starts paused (harts parked, devices quiet) and
  * waits for a resume; for a VM that was paused where it came from. */
 void vm_start_paused(struct vm *vm);

@@ -140,8 +140,8 @@ static int cmd_snapshot(void *opaque, json_t *args, json_t **result, struct erro
 
 static json_t *stats_json(const struct mig_stats *st)
 {
-	json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			      "s:{s:i, s:I, s:i}}",
+	json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
+			      "s:{s:i, s:I, s:i, s:s}}",
 			      "phase", mig_phase_name(st->phase), "to", st->to,
 			      "pass", (int)st->pass,
 			      "bytes_sent", (json_int_t)st->bytes_sent,
@@ -152,19 +152,22 @@ static json_t *stats_json(const struct mig_stats *st)
 			      "expected_downtime_ms", (json_int_t)st->expected_downtime_ms,
 			      "elapsed_ms", (json_int_t)st->elapsed_ms,
 			      "downtime_ms", (json_int_t)st->downtime_ms,
+			      "throttle_pct", (int)st->throttle_pct,
 			      "params", "downtime_ms", (int)st->params.downtime_ms,
 			      "bandwidth_bytes_s", (json_int_t)st->params.bandwidth,
-			      "max_passes", (int)st->params.max_passes);
+			      "max_passes", (int)st->params.max_passes,
+			      "strategy", mig_strategy_name(st->params.strategy));
 	if (o && st->error[0])
 		json_object_set_new(o, "error", json_string(st->error));
 	return o;
 }
 
-/* migrate {"to": "tcp:HOST:PORT", "downtime_ms", "bandwidth_bytes_s", "max_passes"} */
+/* migrate {"to": "tcp:HOST:PORT", "downtime_ms", "bandwidth_bytes_s", "max_passes",
+ *          "strategy"} */
 static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error *err)
 {
 	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
-					       "max_passes", NULL };
+					       "max_passes", "strategy", NULL };
 	int rc = check_args("migrate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -180,7 +183,13 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 		.downtime_ms = downtime >= 0 ? (uint32_t)downtime : MIG_DEFAULT_DOWNTIME_MS,
 		.bandwidth = bandwidth >= 0 ? (uint64_t)bandwidth : 0,
 		.max_passes = passes >= 0 ? (uint32_t)passes : MIG_DEFAULT_MAX_PASSES,
+		.strategy = MIG_STRATEGY_AUTO,
 	};
+	json_t *strategy = json_object_get(args, "strategy");
+	if (strategy && (!json_is_string(strategy) ||
+			 mig_strategy_parse(json_string_value(strategy), &p.strategy) < 0))
+		return error_set(err, EINVAL, "migrate: \"strategy\" must be \"auto\", \"precopy\" "
+				 "or \"auto-converge\"");
 	rc = migration_start(opaque, json_string_value(to), &p, err);
 	if (rc)
 		return rc;

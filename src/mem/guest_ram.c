@@ -53,6 +53,17 @@ void guest_ram_mark_dirty(struct guest_ram *ram, uint64_t gpa, uint64_t len)
 		__atomic_fetch_or(&ram->dirty[pfn / 64], 1ull << (pfn % 64), __ATOMIC_RELAXED);
 }
 
+bool guest_ram_mark_page_dirty(struct guest_ram *ram, uint64_t gpa)
+{
+	if (!guest_ram_contains(ram, gpa))
+		return false;
+	uint64_t pfn = (gpa - ram->base) >> GUEST_PAGE_SHIFT, bit = 1ull << (pfn % 64);
+	/* Reading first keeps the cache line shared while the page stays dirty. */
+	if (__atomic_load_n(&ram->dirty[pfn / 64], __ATOMIC_RELAXED) & bit)
+		return false;
+	return !(__atomic_fetch_or(&ram->dirty[pfn / 64], bit, __ATOMIC_RELAXED) & bit);
+}
+
 bool guest_ram_page_dirty(const struct guest_ram *ram, uint64_t gpa)
 {
 	if (!guest_ram_contains(ram, gpa))

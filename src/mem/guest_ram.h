@@ -49,6 +49,9 @@ int guest_ram_read(const struct guest_ram *ram, uint64_t gpa, void *dst, size_t 
 
 /* True if the page holding gpa was marked since the bitmap was last cleared. */
 bool guest_ram_page_dirty(const struct guest_ram *ram, uint64_t gpa);
+/* Marks the page holding gpa; true if it was clean (not marked since the
+ * last collection). */
+bool guest_ram_mark_page_dirty(struct guest_ram *ram, uint64_t gpa);
 void guest_ram_clear_dirty(struct guest_ram *ram);
 
 /* Moves the dirty bitmap into `out` (ram->dirty_words words; ORed in, so

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "machine/vm.h"
+#include "migration/converge.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "migration/vmstate.h"
@@ -53,6 +54,23 @@ const char *mig_phase_name(enum mig_phase phase)
 	return phase <= MIG_PHASE_UNKNOWN ? names[phase] : "?";
 }
 
+const char *mig_strategy_name(enum mig_strategy s)
+{
+	static const char *const names[] = { "auto", "precopy", "auto-converge" };
+	return s <= MIG_STRATEGY_AUTO_CONVERGE ? names[s] : "?";
+}
+
+int mig_strategy_parse(const char *name, enum mig_strategy *out)
+{
+	for (enum mig_strategy s = MIG_STRATEGY_AUTO; s <= MIG_STRATEGY_AUTO_CONVERGE; s++) {
+		if (!strcmp(name, mig_strategy_name(s))) {
+			*out = s;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
 bool mig_phase_finished(enum mig_phase phase)
 {
 	return phase == MIG_PHASE_NONE || phase >= MIG_PHASE_COMPLETED;
@@ -73,14 +91,23 @@ static bool cancelled(struct migration *m)
 	return c;
 }
 
-/* After a failed send: the destination may have said why before closing. */
+/* After a failed send: the destination may have said why before closing;
+ * if not, tell the operator what the socket error means. */
 static void peer_reason(int fd, struct error *err)
 {
 	uint32_t type;
 	char text[MIG_FRAME_MAX];
 	struct error e2 = { 0 };
-	if (mig_recv_frame(fd, 200, &type, text, sizeof(text), &e2) == 1 && type == MIG_FRAME_ERROR)
+	if (mig_recv_frame(fd, 200, &type, text, sizeof(text), &e2) == 1 && type == MIG_FRAME_ERROR) {
 		error_set(err, EPROTO, "the destination refused the migration: %s", text);
+		return;
+	}
+	if (err->code == EPIPE || err->code == ECONNRESET)
+		error_wrap(err, "the destination closed the connection (its VMM exited, was "
+			   "killed or gave up)");
+	else if (err->code == ETIMEDOUT)
+		error_wrap(err, "the destination acknowledged nothing for %d s (the link to it is "
+			   "down, or it is stuck)", STALL_TIMEOUT_MS / 1000);
 }
 
 /* Between passes: has the destination reported a problem or gone away? */
@@ -231,6 +258,8 @@ static void *migration_main(void *arg)
 	/* Pass 1: start tracking, then every populated page. */
 	set_phase(m, MIG_PHASE_PRECOPY);
 	int64_t last_sync = 0;
+	uint64_t sent_last_pass = 0;
+	struct converge conv = { 0 };
 	for (uint32_t pass = 1;; pass++) {
 		int64_t t0 = monotonic_ns();
 		uint64_t bytes0 = w.bytes;
@@ -257,9 +286,26 @@ static void *migration_main(void *arg)
 			pthread_mutex_unlock(&m->lock);
 			if (expect_ms <= p.downtime_ms || pass > p.max_passes)
 				break;
+			if (p.strategy != MIG_STRATEGY_PRECOPY) {
+				unsigned t = converge_after_pass(&conv, dirty, sent_last_pass, expect_ms,
+								 p.downtime_ms);
+				if (t && t != m->st.throttle_pct)
+					log_info("migration: pass %u left %llu of the %llu pages it sent; "
+						 "throttling the guest's dirtying by %u%%", pass - 1,
+						 (unsigned long long)dirty,
+						 (unsigned long long)sent_last_pass, t);
+				/* (100 - t)% of what the link carried in the last pass. */
+				if (t)
+					vm_set_dirty_limit(vm, bandwidth / PAGE_WIRE_BYTES * (100 - t) / 100);
+				pthread_mutex_lock(&m->lock);
+				m->st.throttle_pct = t;
+				pthread_mutex_unlock(&m->lock);
+			}
 		}
+		uint64_t sent_before = m->st.pages_sent;
 		if (send_pass(m, &w, pass == 1 ? NULL : bitmap, &err) < 0)
 			goto fail_send;
+		sent_last_pass = m->st.pages_sent - sent_before;
 		if (check_return_path(fd, &err) < 0)
 			goto out;
 		if (cancelled(m)) {
@@ -280,6 +326,8 @@ static void *migration_main(void *arg)
 	pthread_mutex_lock(&vm->lock);
 	bool was_paused = vm->state == VM_PAUSED;
 	pthread_mutex_unlock(&vm->lock);
+	/* A hart waiting out the dirty limit would delay the pause. */
+	vm_set_dirty_limit(vm, 0);
 	if (!was_paused) {
 		if (vm_pause(vm, &err) < 0)
 			goto out;
@@ -300,6 +348,8 @@ static void *migration_main(void *arg)
 fail_send:
 	peer_reason(fd, &err);
 out:
+	/* Full speed again, here (failed) or for the copy that stays paused. */
+	vm_set_dirty_limit(vm, 0);
 	if (end == MIG_PHASE_FAILED && cancelled(m))
 		end = MIG_PHASE_CANCELLED;
 	if (end == MIG_PHASE_FAILED || end == MIG_PHASE_CANCELLED) {

@@ -23,11 +23,23 @@ enum mig_phase {
 	MIG_PHASE_UNKNOWN,      /* RUNNING never came: the guest stays paused here */
 };
 
+/* How to make a migration finish when pre-copy alone does not converge. */
+enum mig_strategy {
+	MIG_STRATEGY_AUTO,          /* pick by the measured rates (today: auto-converge) */
+	MIG_STRATEGY_PRECOPY,       /* passes only; after max_passes, stop and copy the rest */
+	MIG_STRATEGY_AUTO_CONVERGE, /* throttle the harts while passes do not shrink the rest */
+};
+
 struct mig_params {
 	uint32_t downtime_ms;   /* switch over when the rest fits in this */
 	uint64_t bandwidth;     /* bytes per second, 0 = unlimited */
 	uint32_t max_passes;    /* switch over after this many passes anyway */
+	enum mig_strategy strategy;
 };
+
+const char *mig_strategy_name(enum mig_strategy s);
+/* 0 and *out set, or -EINVAL for a name that is not a strategy. */
+int mig_strategy_parse(const char *name, enum mig_strategy *out);
 
 #define MIG_DEFAULT_DOWNTIME_MS 30
 #define MIG_DEFAULT_MAX_PASSES 30
@@ -42,6 +54,7 @@ struct mig_stats {
 	uint64_t dirty_rate;            /* pages per second over the last pass */
 	uint64_t bandwidth;             /* bytes per second over the last pass */
 	uint64_t expected_downtime_ms;
+	unsigned throttle_pct;          /* auto-converge's current throttle */
 	uint64_t elapsed_ms;
 	uint64_t downtime_ms;           /* pause to RUNNING, once completed */
 	struct mig_params params;

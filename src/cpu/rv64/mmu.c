@@ -254,8 +254,9 @@ static void *data_page(struct rv_interp *h, uint64_t vaddr, enum access_type typ
 	uint8_t *host = ram_page(h, *paddr);
 	if (!host)
 		return NULL;
-	if (type == ACCESS_WRITE)
-		guest_ram_mark_dirty(h->ram, *paddr, 1);
+	if (type == ACCESS_WRITE && guest_ram_mark_page_dirty(h->ram, *paddr) &&
+	    h->cpu.env->page_dirtied)
+		h->cpu.env->page_dirtied(h->cpu.env->opaque, &h->cpu);
 	unsigned idx = (vaddr >> 12) & (TLB_ENTRIES - 1);
 	struct tlb_entry *e = (type == ACCESS_WRITE ? h->data_ctx->write : h->data_ctx->read) + idx;
 	e->vpage = vaddr & ~0xfffull;

@@ -1,0 +1,25 @@
+/* converge.h: auto-converge, the policy that throttles the harts when
+ * pre-copy passes stop shrinking the set of pages left to send. */
+#ifndef TERN_MIGRATION_CONVERGE_H
+#define TERN_MIGRATION_CONVERGE_H
+
+#include <stdint.h>
+
+#define CONVERGE_FIRST_PCT 20   /* the first step, as QEMU's cpu-throttle-initial */
+#define CONVERGE_STEP_PCT 10
+#define CONVERGE_MAX_PCT 99
+
+struct converge {
+	unsigned throttle_pct;  /* what the harts get throttled by now */
+	unsigned slow_passes;   /* passes in a row that did not halve the rest */
+};
+
+/* After a pass: `dirty` pages were dirtied while it sent `sent` pages, and
+ * sending the dirty ones would take expect_ms against a limit of
+ * downtime_ms. A pass that leaves more than half as many pages as it sent
+ * is not converging fast enough: the second such pass in a row starts the
+ * throttle, and each further one raises it. Returns the new throttle. */
+unsigned converge_after_pass(struct converge *c, uint64_t dirty, uint64_t sent,
+			     uint64_t expect_ms, uint32_t downtime_ms);
+
+#endif
