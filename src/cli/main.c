@@ -36,7 +36,9 @@ static void usage(FILE *out)
 		"       tern vm snapshot --api-socket PATH --to FILE [--stop]\n"
 		"       tern vm migrate --api-socket PATH --to tcp:HOST:PORT [--downtime-ms N]\n"
 		"                       [--bandwidth MBPS] [--max-passes N] [--watch]\n"
-		"                       [--strategy auto|precopy|auto-converge]\n"
+		"                       [--strategy auto|precopy|auto-converge|postcopy|hybrid]\n"
+		"       tern vm migrate --api-socket PATH --resume [--to tcp:HOST:PORT]\n"
+		"                       (a post-copy whose link failed)\n"
 		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
 		"\n"
 		"vm run options:\n"
@@ -513,6 +515,7 @@ static int watch_migration(const char *path)
 		const char *phase = json_string_value(json_object_get(st, "phase"));
 		bool done = phase && (!strcmp(phase, "completed") || !strcmp(phase, "failed") ||
 				      !strcmp(phase, "cancelled") || !strcmp(phase, "unknown") ||
+				      !strcmp(phase, "postcopy-paused") ||
 				      !strcmp(phase, "none"));
 		if (isatty(STDERR_FILENO) || done)
 			print_progress(st, done);
@@ -533,7 +536,7 @@ static int watch_migration(const char *path)
 static int cmd_vm_migrate(int argc, char **argv)
 {
 	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
-	       O_SET, O_STRATEGY };
+	       O_SET, O_STRATEGY, O_RESUME };
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, O_API },
 		{ "to", required_argument, NULL, O_TO },
@@ -541,6 +544,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 		{ "bandwidth", required_argument, NULL, O_BANDWIDTH },
 		{ "max-passes", required_argument, NULL, O_PASSES },
 		{ "strategy", required_argument, NULL, O_STRATEGY },
+		{ "resume", no_argument, NULL, O_RESUME },
 		{ "watch", no_argument, NULL, O_WATCH },
 		{ "cancel", no_argument, NULL, O_CANCEL },
 		{ "status", no_argument, NULL, O_STATUS },
@@ -549,7 +553,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 	};
 	const char *path = NULL, *to = NULL, *strategy = NULL;
 	long long downtime = -1, bandwidth = -1, passes = -1;
-	bool watch = false, cancel = false, status = false, set = false;
+	bool watch = false, cancel = false, status = false, set = false, resume = false;
 	opterr = 0;
 	optind = 1;
 	int opt;
@@ -574,6 +578,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 			passes = v;
 			break;
 		case O_STRATEGY: strategy = optarg; break;
+		case O_RESUME: resume = true; break;
 		case O_WATCH: watch = true; break;
 		case O_CANCEL: cancel = true; break;
 		case O_STATUS: status = true; break;
@@ -586,19 +591,22 @@ static int cmd_vm_migrate(int argc, char **argv)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	if (!path)
 		return usage_error("vm migrate needs --api-socket PATH");
-	if ((to != NULL) + cancel + status + set != 1)
-		return usage_error("vm migrate needs exactly one of --to, --cancel, --status, --set");
+	if ((to != NULL && !resume) + resume + cancel + status + set != 1)
+		return usage_error("vm migrate needs exactly one of --to, --resume, --cancel, "
+				   "--status, --set");
 
-	if (strategy && !to)
+	if (strategy && (!to || resume))
 		return usage_error("--strategy is chosen when the migration starts (with --to)");
-	const char *command = to ? "migrate" : cancel ? "migrate-cancel" :
+	const char *command = to || resume ? "migrate" : cancel ? "migrate-cancel" :
 			      status ? "migrate-status" : "migrate-set";
 	json_t *args = json_object();
 	if (to)
 		json_object_set_new(args, "to", json_string(to));
+	if (resume)
+		json_object_set_new(args, "resume", json_true());
 	if (strategy)
 		json_object_set_new(args, "strategy", json_string(strategy));
-	if (to || set) {
+	if ((to && !resume) || set) {
 		if (downtime >= 0)
 			json_object_set_new(args, "downtime_ms", json_integer(downtime));
 		if (bandwidth >= 0)
@@ -614,7 +622,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 		fprintf(stderr, "tern: %s: %s\n", command, err.msg);
 		return VM_EXIT_ERROR;
 	}
-	if (watch && (to || status)) {
+	if (watch && (to || status || resume)) {
 		json_decref(result);
 		return watch_migration(path);
 	}

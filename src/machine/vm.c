@@ -342,6 +342,19 @@ void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s)
 	__atomic_store_n(&vm->dirty_limit_pps, pages_per_s, __ATOMIC_RELAXED);
 }
 
+void vm_freeze(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_RUNNING) {
+		vm->pause_requested = true;
+		vm->state = VM_PAUSED;
+		__atomic_store_n(&vm->paused_at_ns, monotonic_ns(), __ATOMIC_RELEASE);
+		for (unsigned i = 0; i < vm->num_harts; i++)
+			cpu_kick(vm->harts[i].cpu);
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void vm_start_paused(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

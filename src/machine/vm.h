@@ -168,6 +168,11 @@ void vm_disks_unlock(struct vm *vm);
  * converging, the dirtying, and leaves a guest that reads or computes
  * alone. Guest time runs on. */
 void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s);
+/* Pauses without waiting for anything: harts park when they next can
+ * (one waiting for a post-copy page parks once it has it), devices carry
+ * on, guest time stands still. For a post-copy destination that lost its
+ * source; vm_resume undoes it. */
+void vm_freeze(struct vm *vm);
 /* Before vm_run: the VM starts paused (harts parked, devices quiet) and
  * waits for a resume; for a VM that was paused where it came from. */
 void vm_start_paused(struct vm *vm);

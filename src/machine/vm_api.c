@@ -140,7 +140,7 @@ static int cmd_snapshot(void *opaque, json_t *args, json_t **result, struct erro
 
 static json_t *stats_json(const struct mig_stats *st)
 {
-	json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
+	json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, "
 			      "s:{s:i, s:I, s:i, s:s}}",
 			      "phase", mig_phase_name(st->phase), "to", st->to,
 			      "pass", (int)st->pass,
@@ -153,6 +153,7 @@ static json_t *stats_json(const struct mig_stats *st)
 			      "elapsed_ms", (json_int_t)st->elapsed_ms,
 			      "downtime_ms", (json_int_t)st->downtime_ms,
 			      "throttle_pct", (int)st->throttle_pct,
+			      "postcopy_requests", (json_int_t)st->postcopy_requests,
 			      "params", "downtime_ms", (int)st->params.downtime_ms,
 			      "bandwidth_bytes_s", (json_int_t)st->params.bandwidth,
 			      "max_passes", (int)st->params.max_passes,
@@ -167,10 +168,25 @@ static json_t *stats_json(const struct mig_stats *st)
 static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error *err)
 {
 	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
-					       "max_passes", "strategy", NULL };
+					       "max_passes", "strategy", "resume", NULL };
 	int rc = check_args("migrate", args, allowed, err);
 	if (rc)
 		return rc;
+	json_t *resume = json_object_get(args, "resume");
+	if (resume && !json_is_boolean(resume))
+		return error_set(err, EINVAL, "migrate: \"resume\" must be true or false");
+	if (json_is_true(resume)) {
+		json_t *to = json_object_get(args, "to");
+		if (to && !json_is_string(to))
+			return error_set(err, EINVAL, "migrate: \"to\" must be \"tcp:HOST:PORT\"");
+		rc = migration_resume(opaque, to ? json_string_value(to) : NULL, err);
+		if (rc)
+			return rc;
+		struct mig_stats st;
+		migration_status(opaque, &st);
+		*result = stats_json(&st);
+		return 0;
+	}
 	json_t *to = json_object_get(args, "to");
 	if (!json_is_string(to))
 		return error_set(err, EINVAL, "migrate needs \"to\": \"tcp:HOST:PORT\"");
@@ -188,8 +204,8 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 	json_t *strategy = json_object_get(args, "strategy");
 	if (strategy && (!json_is_string(strategy) ||
 			 mig_strategy_parse(json_string_value(strategy), &p.strategy) < 0))
-		return error_set(err, EINVAL, "migrate: \"strategy\" must be \"auto\", \"precopy\" "
-				 "or \"auto-converge\"");
+		return error_set(err, EINVAL, "migrate: \"strategy\" must be \"auto\", \"precopy\", "
+				 "\"auto-converge\", \"postcopy\" or \"hybrid\"");
 	rc = migration_start(opaque, json_string_value(to), &p, err);
 	if (rc)
 		return rc;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "machine/vm.h"
+#include "migration/postcopy_dst.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "migration/vmstate.h"
@@ -53,6 +54,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	int64_t t_start = monotonic_ns();
 
 	struct mig_reader r;
+	struct vmstate_loader l = { 0 };
 	struct vm *vm = NULL;
 	int status = VM_EXIT_ERROR;
 	if (mig_reader_init(&r, fd, "the incoming migration", &err) < 0) {
@@ -83,8 +85,8 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 
 	/* Pages may come several times (re-sent after being dirtied): a
 	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
-	struct vmstate_loader l;
 	vmstate_loader_init(&l, vm, false);
+	l.allow_postcopy = true;
 	if (vmstate_check_config(&l, &shape, &err) < 0 ||
 	    vmstate_load_rest(&l, &r, &err) < 0) {
 		status = refuse(fd, &err);
@@ -106,12 +108,46 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		log_error("incoming migration abandoned, the guest did not run here: %s", err.msg);
 		goto out;
 	}
+	bool postcopy = !strncmp(text, MIG_GO_POSTCOPY " ", strlen(MIG_GO_POSTCOPY) + 1);
+	if (postcopy != (l.owed != NULL)) {
+		error_set(&err, EPROTO, postcopy ? "the source switched to post-copy without saying "
+			  "which pages follow" : "the source announced post-copy pages but sent GO "
+			  "without them");
+		status = refuse(fd, &err);
+		goto out;
+	}
 	/* Committed: from here this host owns the guest. The disks first:
 	 * if they cannot be had, do not run, and the closed connection tells
 	 * the source to resume. */
 	if (vm_disks_lock(vm, &err) < 0) {
 		log_error("incoming migration: %s; the guest does not run here", err.msg);
 		goto out;
+	}
+	if (postcopy) {
+		vm_set_guest_time(vm, l.guest_time);
+		struct postcopy_dst *pc = NULL;
+		uint64_t *owed = l.owed;
+		l.owed = NULL;
+		mig_reader_free(&r);
+		rc = postcopy_dst_start(&pc, vm, fd, owed, l.owed_pages,
+					text + strlen(MIG_GO_POSTCOPY) + 1, &addr, &err);
+		fd = -1;    /* post-copy's now */
+		if (rc < 0) {
+			log_error("incoming migration: post-copy cannot start: %s", err.msg);
+			postcopy_dst_destroy(pc);
+			vm_destroy(vm);
+			return VM_EXIT_ERROR;
+		}
+		vm_announce(vm);
+		log_info("incoming migration switched to post-copy after %lld ms (%llu pages with "
+			 "data, %llu zero before the switch)",
+			 (long long)(monotonic_ns() - t_start) / 1000000,
+			 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero);
+		vmstate_loader_free(&l);
+		status = vm_run(vm);
+		postcopy_dst_destroy(pc);
+		vm_destroy(vm);
+		return status;
 	}
 	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
 	if (paused)
@@ -132,6 +168,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	return status;
 
 out:
+	vmstate_loader_free(&l);
 	mig_reader_free(&r);
 	if (fd >= 0)
 		close(fd);

@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "machine/vm.h"
 #include "migration/converge.h"
+#include "migration/postcopy_src.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "migration/vmstate.h"
@@ -40,29 +42,38 @@ struct migration {
 	pthread_mutex_t lock;           /* everything below */
 	struct mig_stats st;
 	bool cancel;
+	bool resume;                    /* --resume asked for, with resume_to */
+	char resume_to[300];
+	pthread_cond_t resumed;
 	int fd;
 	struct mig_writer *w;
 	int64_t started_ns;
+	struct postcopy_progress pc;    /* during post-copy */
+	uint64_t bytes_before_postcopy;
 };
+
+/* auto turns to post-copy rather than take more than this from the guest. */
+#define AUTO_MAX_THROTTLE_PCT 50
 
 const char *mig_phase_name(enum mig_phase phase)
 {
 	static const char *const names[] = {
-		"none", "setup", "precopy", "stop-copy", "commit", "completed", "failed",
-		"cancelled", "unknown",
+		"none", "setup", "precopy", "stop-copy", "commit", "postcopy", "postcopy-paused",
+		"completed", "failed", "cancelled", "unknown",
 	};
 	return phase <= MIG_PHASE_UNKNOWN ? names[phase] : "?";
 }
 
 const char *mig_strategy_name(enum mig_strategy s)
 {
-	static const char *const names[] = { "auto", "precopy", "auto-converge" };
-	return s <= MIG_STRATEGY_AUTO_CONVERGE ? names[s] : "?";
+	static const char *const names[] = { "auto", "precopy", "auto-converge", "postcopy",
+					     "hybrid" };
+	return s <= MIG_STRATEGY_HYBRID ? names[s] : "?";
 }
 
 int mig_strategy_parse(const char *name, enum mig_strategy *out)
 {
-	for (enum mig_strategy s = MIG_STRATEGY_AUTO; s <= MIG_STRATEGY_AUTO_CONVERGE; s++) {
+	for (enum mig_strategy s = MIG_STRATEGY_AUTO; s <= MIG_STRATEGY_HYBRID; s++) {
 		if (!strcmp(name, mig_strategy_name(s))) {
 			*out = s;
 			return 0;
@@ -162,7 +173,7 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 }
 
 /* The commit: READY, GO, RUNNING. Returns the phase the migration ends in. */
-static enum mig_phase commit(struct migration *m, int fd, bool keep_paused, struct error *err)
+static enum mig_phase commit(struct migration *m, int fd, const char *go, struct error *err)
 {
 	uint32_t type;
 	char text[MIG_FRAME_MAX];
@@ -182,7 +193,7 @@ static enum mig_phase commit(struct migration *m, int fd, bool keep_paused, stru
 
 	/* From GO on, the destination may run the guest. */
 	vm_disks_unlock(m->vm);
-	if (mig_send_frame(fd, MIG_FRAME_GO, keep_paused ? MIG_GO_PAUSED : NULL, err) < 0)
+	if (mig_send_frame(fd, MIG_FRAME_GO, go, err) < 0)
 		return MIG_PHASE_FAILED;   /* it cannot have received GO */
 	rc = mig_recv_frame(fd, RUNNING_TIMEOUT_MS, &type, text, sizeof(text), err);
 	if (rc > 0 && type == MIG_FRAME_RUNNING)
@@ -200,6 +211,138 @@ static enum mig_phase commit(struct migration *m, int fd, bool keep_paused, stru
 		error_set(err, ECONNRESET, "the destination closed the connection after GO without "
 			  "confirming: it does not run the guest");
 	return MIG_PHASE_FAILED;
+}
+
+static void new_session(char *go, size_t size)
+{
+	uint64_t id = 0;
+	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+		id = (uint64_t)monotonic_ns() ^ ((uint64_t)getpid() << 32);
+	snprintf(go, size, "%s %016llx", MIG_GO_POSTCOPY, (unsigned long long)id);
+}
+
+/* The guest is paused: the pages still dirty become the destination's
+ * "owed" map, and the device state goes now. */
+static int switch_to_postcopy(struct migration *m, struct mig_writer *w, uint64_t *bitmap,
+			      struct error *err)
+{
+	uint64_t left = vm_sync_dirty(m->vm, bitmap);
+	pthread_mutex_lock(&m->lock);
+	m->st.pages_remaining = left;
+	pthread_mutex_unlock(&m->lock);
+	int rc = vmstate_save_postcopy(m->vm, w, bitmap, err);
+	if (!rc)
+		rc = vmstate_save_machine(m->vm, w, err);
+	if (!rc && mig_write_end(w) < 0)
+		rc = mig_writer_status(w, err);
+	pthread_mutex_lock(&m->lock);
+	m->st.bytes_sent = w->bytes;
+	pthread_mutex_unlock(&m->lock);
+	log_info("migration: switched to post-copy with %llu pages still to send",
+		 (unsigned long long)left);
+	return rc;
+}
+
+/* Reconnects for --resume: RESUME, then the destination's own map of the
+ * pages it still lacks. Returns the new connection or -errno. */
+static int reconnect(struct migration *m, const char *to, const char *session, uint64_t *owed,
+		     struct error *err)
+{
+	struct mig_address addr;
+	int rc = mig_parse_address(to, &addr, err);
+	if (rc)
+		return rc;
+	int fd = mig_connect(&addr, CONNECT_TIMEOUT_MS, STALL_TIMEOUT_MS, err);
+	if (fd < 0)
+		return fd;
+	rc = mig_send_frame(fd, MIG_FRAME_RESUME, session, err);
+	struct mig_reader r;
+	bool reader = false;
+	if (!rc && !(rc = mig_reader_init(&r, fd, "the destination's page map", err)))
+		reader = true;
+	if (!rc)
+		rc = mig_read_header(&r, err);
+	struct vmstate_loader l;
+	vmstate_loader_init(&l, m->vm, false);
+	l.config_checked = true;
+	l.allow_postcopy = true;
+	while (!rc) {
+		struct mig_section s;
+		rc = mig_read_section(&r, &s, err);
+		if (rc == 0)
+			break;
+		if (rc > 0)
+			rc = s.type == MIG_SEC_POSTCOPY ? vmstate_load_section(&l, &s, err)
+				: error_set(err, EPROTO, "the destination sent a %s section instead "
+					    "of its page map", mig_section_name(s.type));
+	}
+	if (!rc && !l.owed)
+		rc = error_set(err, EPROTO, "the destination sent no page map");
+	if (!rc) {
+		memcpy(owed, l.owed, m->vm->ram.dirty_words * 8);
+		log_info("post-copy: reconnected to %s; it still needs %llu pages", to,
+			 (unsigned long long)l.owed_pages);
+	}
+	vmstate_loader_free(&l);
+	if (reader)
+		mig_reader_free(&r);
+	if (rc) {
+		peer_reason(fd, err);
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* Post-copy from GO on: serve pages until DONE; after a broken link, wait
+ * for --resume and carry on over a new connection. The guest is not ours
+ * any more: nothing here resumes it. */
+static enum mig_phase run_postcopy(struct migration *m, int *fd, uint64_t *owed,
+				   const char *session, struct error *err)
+{
+	for (;;) {
+		set_phase(m, MIG_PHASE_POSTCOPY);
+		pthread_mutex_lock(&m->lock);
+		uint64_t bandwidth = m->st.params.bandwidth;
+		m->fd = *fd;
+		pthread_mutex_unlock(&m->lock);
+		int rc = postcopy_serve(m->vm, *fd, owed, bandwidth, &m->pc, &m->lock, err);
+		pthread_mutex_lock(&m->lock);
+		m->fd = -1;
+		pthread_mutex_unlock(&m->lock);
+		close(*fd);
+		*fd = -1;
+		if (rc == 0)
+			return MIG_PHASE_COMPLETED;
+		for (;;) {
+			log_error("post-copy to %s: %s. The guest is paused on the destination until "
+				  "it gets the rest of its pages from here: tern vm migrate --resume "
+				  "[--to tcp:HOST:PORT]", m->st.to, err->msg);
+			pthread_mutex_lock(&m->lock);
+			m->st.phase = MIG_PHASE_POSTCOPY_PAUSED;
+			snprintf(m->st.error, sizeof(m->st.error), "%s", err->msg);
+			while (!m->resume && !m->cancel)
+				pthread_cond_wait(&m->resumed, &m->lock);
+			bool stop = m->cancel;
+			char to[sizeof(m->resume_to)];
+			snprintf(to, sizeof(to), "%s", m->resume_to[0] ? m->resume_to : m->st.to);
+			m->resume = false;
+			pthread_mutex_unlock(&m->lock);
+			if (stop) {
+				error_set(err, ECANCELED, "the source VMM stopped during post-copy; the "
+					  "guest on the destination lacks %llu pages",
+					  (unsigned long long)m->pc.pages_left);
+				return MIG_PHASE_FAILED;
+			}
+			memset(err, 0, sizeof(*err));
+			*fd = reconnect(m, to, session, owed, err);
+			if (*fd >= 0)
+				break;
+		}
+		pthread_mutex_lock(&m->lock);
+		m->st.error[0] = '\0';
+		pthread_mutex_unlock(&m->lock);
+	}
 }
 
 static void finish(struct migration *m, enum mig_phase phase, const struct error *err)
@@ -220,7 +363,7 @@ static void *migration_main(void *arg)
 	struct error err = { 0 };
 	struct mig_address addr;
 	struct mig_writer w;
-	bool writer_ready = false, paused_here = false;
+	bool writer_ready = false, paused_here = false, postcopy_running = false;
 	uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
 	enum mig_phase end = MIG_PHASE_FAILED;
 	int fd = -1;
@@ -260,6 +403,7 @@ static void *migration_main(void *arg)
 	int64_t last_sync = 0;
 	uint64_t sent_last_pass = 0;
 	struct converge conv = { 0 };
+	bool to_postcopy = false;
 	for (uint32_t pass = 1;; pass++) {
 		int64_t t0 = monotonic_ns();
 		uint64_t bytes0 = w.bytes;
@@ -284,11 +428,27 @@ static void *migration_main(void *arg)
 			pthread_mutex_lock(&m->lock);
 			m->st.expected_downtime_ms = expect_ms;
 			pthread_mutex_unlock(&m->lock);
-			if (expect_ms <= p.downtime_ms || pass > p.max_passes)
+			if (expect_ms <= p.downtime_ms)
 				break;
+			bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
+					   p.strategy == MIG_STRATEGY_HYBRID ||
+					   p.strategy == MIG_STRATEGY_POSTCOPY;
+			if (pass > p.max_passes || p.strategy == MIG_STRATEGY_POSTCOPY) {
+				to_postcopy = postcopy_ok;
+				break;
+			}
 			if (p.strategy != MIG_STRATEGY_PRECOPY) {
 				unsigned t = converge_after_pass(&conv, dirty, sent_last_pass, expect_ms,
 								 p.downtime_ms);
+				if ((p.strategy == MIG_STRATEGY_HYBRID && t) ||
+				    (p.strategy == MIG_STRATEGY_AUTO && t > AUTO_MAX_THROTTLE_PCT)) {
+					log_info("migration: pass %u left %llu of the %llu pages it "
+						 "sent; switching to post-copy", pass - 1,
+						 (unsigned long long)dirty,
+						 (unsigned long long)sent_last_pass);
+					to_postcopy = true;
+					break;
+				}
 				if (t && t != m->st.throttle_pct)
 					log_info("migration: pass %u left %llu of the %llu pages it sent; "
 						 "throttling the guest's dirtying by %u%%", pass - 1,
@@ -333,15 +493,33 @@ static void *migration_main(void *arg)
 			goto out;
 		paused_here = true;
 	}
-	if (stop_and_copy(m, &w, bitmap, &err) < 0)
+	/* Nothing dirties a paused guest: pre-copy has converged. */
+	to_postcopy = to_postcopy && !was_paused;
+	char go[64];
+	if (to_postcopy)
+		new_session(go, sizeof(go));
+	if ((to_postcopy ? switch_to_postcopy(m, &w, bitmap, &err)
+			 : stop_and_copy(m, &w, bitmap, &err)) < 0)
 		goto fail_send;
 	set_phase(m, MIG_PHASE_COMMIT);
 	/* A VM the operator had paused stays paused on the destination. */
-	end = commit(m, fd, was_paused, &err);
+	end = commit(m, fd, to_postcopy ? go : was_paused ? MIG_GO_PAUSED : NULL, &err);
 	if (end == MIG_PHASE_COMPLETED) {
 		pthread_mutex_lock(&m->lock);
 		m->st.downtime_ms = (uint64_t)(monotonic_ns() - t_pause) / 1000000;
 		pthread_mutex_unlock(&m->lock);
+	}
+	if (end == MIG_PHASE_COMPLETED && to_postcopy) {
+		/* The guest runs there now; the rest of its pages follow, written
+		 * by post-copy itself: the stream writer's thread goes first. */
+		pthread_mutex_lock(&m->lock);
+		m->w = NULL;
+		m->bytes_before_postcopy = w.bytes;
+		pthread_mutex_unlock(&m->lock);
+		mig_writer_free(&w);
+		writer_ready = false;
+		postcopy_running = true;
+		end = run_postcopy(m, &fd, bitmap, go + strlen(MIG_GO_POSTCOPY) + 1, &err);
 	}
 	goto out;
 
@@ -352,7 +530,10 @@ out:
 	vm_set_dirty_limit(vm, 0);
 	if (end == MIG_PHASE_FAILED && cancelled(m))
 		end = MIG_PHASE_CANCELLED;
-	if (end == MIG_PHASE_FAILED || end == MIG_PHASE_CANCELLED) {
+	if (postcopy_running && end != MIG_PHASE_COMPLETED) {
+		/* Past the point of return: the guest runs there, on pages from here. */
+		log_error("post-copy to %s ended unfinished: %s", m->st.to, err.msg);
+	} else if (end == MIG_PHASE_FAILED || end == MIG_PHASE_CANCELLED) {
 		/* The guest stays (or becomes again) ours: its disks first. */
 		struct error e2 = { 0 };
 		if (vm_disks_lock(vm, &e2) < 0)
@@ -421,6 +602,7 @@ int migration_start(struct vm *vm, const char *to, const struct mig_params *para
 		if (!m)
 			return error_set(err, ENOMEM, "out of memory");
 		pthread_mutex_init(&m->lock, NULL);
+		pthread_cond_init(&m->resumed, NULL);
 		m->vm = vm;
 		vm->migration = m;
 	}
@@ -453,6 +635,11 @@ void migration_status(struct vm *vm, struct mig_stats *out)
 		return;
 	pthread_mutex_lock(&m->lock);
 	*out = m->st;
+	if (m->bytes_before_postcopy) {
+		out->pages_remaining = m->pc.pages_left;
+		out->postcopy_requests = m->pc.pages_requested;
+		out->bytes_sent = m->bytes_before_postcopy + m->pc.bytes;
+	}
 	if (!mig_phase_finished(m->st.phase))
 		out->elapsed_ms = (uint64_t)(monotonic_ns() - m->started_ns) / 1000000;
 	pthread_mutex_unlock(&m->lock);
@@ -496,6 +683,11 @@ int migration_cancel(struct vm *vm, struct error *err)
 		pthread_mutex_unlock(&m->lock);
 		return error_set(err, EBUSY, "the migration is committing: too late to cancel");
 	}
+	if (m->st.phase == MIG_PHASE_POSTCOPY || m->st.phase == MIG_PHASE_POSTCOPY_PAUSED) {
+		pthread_mutex_unlock(&m->lock);
+		return error_set(err, EBUSY, "post-copy has begun: the guest runs on the destination "
+				 "and needs the rest of its pages from here; it cannot be cancelled");
+	}
 	m->cancel = true;
 	/* Unblock a send stuck on a slow link: the thread sees the failure,
 	 * then the cancel flag, and resumes the guest. */
@@ -518,16 +710,50 @@ bool migration_outcome_unknown(struct vm *vm)
 	return unknown;
 }
 
+int migration_resume(struct vm *vm, const char *to, struct error *err)
+{
+	struct migration *m = vm->migration;
+	if (to) {
+		struct mig_address addr;
+		int rc = mig_parse_address(to, &addr, err);
+		if (rc)
+			return rc;
+	}
+	if (!m)
+		return error_set(err, ENOENT, "no migration to resume");
+	pthread_mutex_lock(&m->lock);
+	if (m->st.phase != MIG_PHASE_POSTCOPY_PAUSED) {
+		enum mig_phase phase = m->st.phase;
+		pthread_mutex_unlock(&m->lock);
+		return error_set(err, EBUSY, "the migration is %s; only a post-copy whose link "
+				 "failed can be resumed", mig_phase_name(phase));
+	}
+	snprintf(m->resume_to, sizeof(m->resume_to), "%s", to ? to : "");
+	if (to)
+		snprintf(m->st.to, sizeof(m->st.to), "%s", to);
+	m->resume = true;
+	pthread_cond_signal(&m->resumed);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
 void migration_destroy(struct vm *vm)
 {
 	struct migration *m = vm->migration;
 	if (!m)
 		return;
 	if (m->thread_started) {
-		struct error err = { 0 };
-		migration_cancel(vm, &err);
+		pthread_mutex_lock(&m->lock);
+		m->cancel = true;
+		if (m->w)
+			mig_writer_abort(m->w, ECANCELED, "the VMM is stopping");
+		if (m->fd >= 0)
+			shutdown(m->fd, SHUT_RDWR);
+		pthread_cond_signal(&m->resumed);
+		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->thread, NULL);
 	}
+	pthread_cond_destroy(&m->resumed);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	vm->migration = NULL;

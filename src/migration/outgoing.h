@@ -17,6 +17,8 @@ enum mig_phase {
 	MIG_PHASE_PRECOPY,      /* passes over memory, guest running */
 	MIG_PHASE_STOPCOPY,     /* guest paused, the rest and device state */
 	MIG_PHASE_COMMIT,       /* waiting for READY / RUNNING */
+	MIG_PHASE_POSTCOPY,     /* the guest runs there; its last pages go over */
+	MIG_PHASE_POSTCOPY_PAUSED, /* link lost in post-copy: waiting for --resume */
 	MIG_PHASE_COMPLETED,    /* the guest runs on the destination */
 	MIG_PHASE_FAILED,       /* the guest runs here */
 	MIG_PHASE_CANCELLED,    /* the guest runs here */
@@ -25,9 +27,11 @@ enum mig_phase {
 
 /* How to make a migration finish when pre-copy alone does not converge. */
 enum mig_strategy {
-	MIG_STRATEGY_AUTO,          /* pick by the measured rates (today: auto-converge) */
+	MIG_STRATEGY_AUTO,          /* pre-copy, auto-converge, then post-copy if need be */
 	MIG_STRATEGY_PRECOPY,       /* passes only; after max_passes, stop and copy the rest */
 	MIG_STRATEGY_AUTO_CONVERGE, /* throttle the harts while passes do not shrink the rest */
+	MIG_STRATEGY_POSTCOPY,      /* one pass, then run there and send the rest after */
+	MIG_STRATEGY_HYBRID,        /* passes while they converge, then post-copy */
 };
 
 struct mig_params {
@@ -55,6 +59,7 @@ struct mig_stats {
 	uint64_t bandwidth;             /* bytes per second over the last pass */
 	uint64_t expected_downtime_ms;
 	unsigned throttle_pct;          /* auto-converge's current throttle */
+	uint64_t postcopy_requests;     /* pages the destination waited for */
 	uint64_t elapsed_ms;
 	uint64_t downtime_ms;           /* pause to RUNNING, once completed */
 	struct mig_params params;
@@ -73,6 +78,9 @@ void migration_status(struct vm *vm, struct mig_stats *out);
 int migration_set(struct vm *vm, int64_t downtime_ms, int64_t bandwidth, int64_t max_passes,
 		  struct error *err);
 int migration_cancel(struct vm *vm, struct error *err);
+/* After the link failed in post-copy: reconnects to `to` (NULL: the same
+ * destination) and carries on. */
+int migration_resume(struct vm *vm, const char *to, struct error *err);
 /* True if the last migration ended with its outcome unknown. */
 bool migration_outcome_unknown(struct vm *vm);
 /* Joins the migration thread (at VM teardown). */

@@ -55,6 +55,7 @@ const char *mig_section_name(uint32_t type)
 	case MIG_SEC_MACHINE: return "MACHINE";
 	case MIG_SEC_HART: return "HART";
 	case MIG_SEC_DEVICE: return "DEVICE";
+	case MIG_SEC_POSTCOPY: return "POSTCOPY";
 	case MIG_SEC_END: return "END";
 	}
 	return "unknown";
@@ -408,7 +409,7 @@ int mig_read_header(struct mig_reader *r, struct error *err)
 
 static bool known_type(uint32_t type)
 {
-	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_DEVICE || type == MIG_SEC_END);
+	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_POSTCOPY || type == MIG_SEC_END);
 }
 
 int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *err)

@@ -24,6 +24,7 @@ enum mig_section_type {
 	MIG_SEC_MACHINE = 3,
 	MIG_SEC_HART = 4,
 	MIG_SEC_DEVICE = 5,
+	MIG_SEC_POSTCOPY = 6,   /* live migration only: the pages still to come */
 	MIG_SEC_END = 0xffff,
 };
 

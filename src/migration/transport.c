@@ -157,17 +157,17 @@ static uint32_t get_le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-int mig_send_frame(int fd, enum mig_frame_type type, const char *text, struct error *err)
+int mig_send_frame_bin(int fd, enum mig_frame_type type, const void *data, size_t len,
+		       struct error *err)
 {
-	size_t len = text ? strlen(text) : 0;
 	if (len > MIG_FRAME_MAX)
-		len = MIG_FRAME_MAX;
+		return error_set(err, EMSGSIZE, "a migration control frame of %zu bytes", len);
 	uint8_t buf[12 + MIG_FRAME_MAX];
 	put_le32(buf, MIG_FRAME_MAGIC);
 	put_le32(buf + 4, type);
 	put_le32(buf + 8, (uint32_t)len);
 	if (len)
-		memcpy(buf + 12, text, len);
+		memcpy(buf + 12, data, len);
 	size_t done = 0, total = 12 + len;
 	while (done < total) {
 		ssize_t n = send(fd, buf + done, total - done, MSG_NOSIGNAL);
@@ -178,6 +178,12 @@ int mig_send_frame(int fd, enum mig_frame_type type, const char *text, struct er
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+int mig_send_frame(int fd, enum mig_frame_type type, const char *text, struct error *err)
+{
+	size_t len = text ? strlen(text) : 0;
+	return mig_send_frame_bin(fd, type, text, len < MIG_FRAME_MAX ? len : MIG_FRAME_MAX, err);
 }
 
 /* Reads exactly len bytes before the deadline (-1: none). 0 = EOF at the start. */
@@ -215,8 +221,8 @@ static int read_full(int fd, uint8_t *p, size_t len, int64_t deadline, struct er
 	return 1;
 }
 
-int mig_recv_frame(int fd, int timeout_ms, uint32_t *type, char *text, size_t size,
-		   struct error *err)
+int mig_recv_frame_bin(int fd, int timeout_ms, uint32_t *type, void *data, size_t cap,
+		       size_t *len_out, struct error *err)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	uint8_t h[12];
@@ -233,14 +239,24 @@ int mig_recv_frame(int fd, int timeout_ms, uint32_t *type, char *text, size_t si
 		if (rc <= 0)
 			return rc < 0 ? rc : error_set(err, EPROTO, "the migration peer closed inside a frame");
 	}
-	if (size) {
-		size_t n = len < size - 1 ? len : size - 1;
-		memcpy(text, body, n);
-		text[n] = '\0';
-		/* The peer's text goes into our messages: keep it printable. */
-		for (size_t i = 0; i < n; i++)
-			if (text[i] < 0x20 || text[i] == 0x7f)
-				text[i] = '?';
-	}
+	size_t n = len < cap ? len : cap;
+	if (n)
+		memcpy(data, body, n);
+	*len_out = n;
+	return 1;
+}
+
+int mig_recv_frame(int fd, int timeout_ms, uint32_t *type, char *text, size_t size,
+		   struct error *err)
+{
+	size_t n = 0;
+	int rc = mig_recv_frame_bin(fd, timeout_ms, type, text, size ? size - 1 : 0, &n, err);
+	if (rc <= 0 || !size)
+		return rc;
+	text[n] = '\0';
+	/* The peer's text goes into our messages: keep it printable. */
+	for (size_t i = 0; i < n; i++)
+		if (text[i] < 0x20 || text[i] == 0x7f)
+			text[i] = '?';
 	return 1;
 }

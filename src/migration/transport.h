@@ -21,11 +21,16 @@ enum mig_frame_type {
 	MIG_FRAME_READY = 1,
 	MIG_FRAME_ERROR = 2,
 	MIG_FRAME_RUNNING = 3,
+	MIG_FRAME_REQUEST = 4,  /* post-copy: le64 page addresses the guest waits for */
+	MIG_FRAME_DONE = 5,     /* post-copy: every page arrived */
 	MIG_FRAME_GO = 16,
+	MIG_FRAME_RESUME = 17,  /* post-copy recovery: the source is back */
 };
 
 /* GO's text when the guest was paused on the source: it stays paused. */
 #define MIG_GO_PAUSED "paused"
+/* GO's text for a post-copy switch-over: pages follow after GO. */
+#define MIG_GO_POSTCOPY "postcopy"
 
 int mig_parse_address(const char *uri, struct mig_address *out, struct error *err);
 /* Connects within timeout_ms; the socket then fails a send that makes no
@@ -36,10 +41,15 @@ int mig_listen(const struct mig_address *a, struct error *err);
 int mig_accept(int listen_fd, int timeout_ms, int stall_ms, struct error *err);
 
 int mig_send_frame(int fd, enum mig_frame_type type, const char *text, struct error *err);
+int mig_send_frame_bin(int fd, enum mig_frame_type type, const void *data, size_t len,
+		       struct error *err);
 /* Waits up to timeout_ms (< 0: for ever) for one frame. Returns 1 with
  * *type and text (NUL-terminated, cut to size), 0 on a clean EOF, -ETIMEDOUT
  * on timeout, or another negative errno. */
 int mig_recv_frame(int fd, int timeout_ms, uint32_t *type, char *text, size_t size,
 		   struct error *err);
+/* The same, for a binary payload: up to cap bytes into data, *len set. */
+int mig_recv_frame_bin(int fd, int timeout_ms, uint32_t *type, void *data, size_t cap,
+		       size_t *len_out, struct error *err);
 
 #endif

@@ -18,6 +18,7 @@
 #define CONFIG_VERSION 1
 #define RAM_VERSION 1
 #define MACHINE_VERSION 1
+#define POSTCOPY_VERSION 1
 #define HART_VERSION 1
 #define DEVICE_VERSION 1
 
@@ -131,6 +132,39 @@ static uint64_t get_le64(const uint8_t *p)
 	return v;
 }
 
+/* One page record at out (room for 8 + 4 KiB); returns its length. */
+static size_t put_page(const struct guest_ram *ram, uint64_t pfn, uint8_t *out,
+		       struct ram_stats *stats)
+{
+	const uint8_t *page = ram->host + (pfn << GUEST_PAGE_SHIFT);
+	uint64_t gpa = ram->base + (pfn << GUEST_PAGE_SHIFT);
+	if (page_is_zero(page)) {
+		put_le64(out, gpa | PAGE_ZERO);
+		stats->pages_zero++;
+		return 8;
+	}
+	put_le64(out, gpa | PAGE_DATA);
+	memcpy(out + 8, page, GUEST_PAGE_SIZE);
+	stats->pages_data++;
+	return 8 + GUEST_PAGE_SIZE;
+}
+
+int vmstate_save_pages(struct vm *vm, struct mig_writer *w, const uint64_t *pfns, unsigned n,
+		       struct ram_stats *stats, struct error *err)
+{
+	if (n > RAM_SECTION_PAGES)
+		return error_set(err, EINVAL, "%u pages do not fit one RAM section", n);
+	uint8_t *buf = malloc((size_t)n * (8 + GUEST_PAGE_SIZE));
+	if (!buf)
+		return error_set(err, ENOMEM, "no memory for a RAM section");
+	size_t len = 0;
+	for (unsigned i = 0; i < n; i++)
+		len += put_page(&vm->ram, pfns[i], buf + len, stats);
+	int rc = mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
+	free(buf);
+	return rc ? mig_writer_status(w, err) : 0;
+}
+
 int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
 		     struct ram_stats *stats, struct error *err)
 {
@@ -163,18 +197,7 @@ int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap
 			stats->pages_skipped++;
 			continue;
 		}
-		const uint8_t *page = ram->host + (pfn << GUEST_PAGE_SHIFT);
-		uint64_t gpa = ram->base + (pfn << GUEST_PAGE_SHIFT);
-		if (page_is_zero(page)) {
-			put_le64(buf + len, gpa | PAGE_ZERO);
-			len += 8;
-			stats->pages_zero++;
-		} else {
-			put_le64(buf + len, gpa | PAGE_DATA);
-			memcpy(buf + len + 8, page, GUEST_PAGE_SIZE);
-			len += 8 + GUEST_PAGE_SIZE;
-			stats->pages_data++;
-		}
+		len += put_page(ram, pfn, buf + len, stats);
 		if (++in_section == RAM_SECTION_PAGES) {
 			rc = mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
 			len = 0;
@@ -314,6 +337,83 @@ void vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, bool fresh_ram
 	l->fresh_ram = fresh_ram;
 }
 
+static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
+			     struct error *err);
+
+void vmstate_loader_free(struct vmstate_loader *l)
+{
+	free(l->owed);
+	l->owed = NULL;
+}
+
+int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *owed,
+			  struct error *err)
+{
+	size_t words = vm->ram.dirty_words;
+	uint8_t *buf = malloc(words * 8);
+	if (!buf)
+		return error_set(err, ENOMEM, "no memory for the POSTCOPY section");
+	for (size_t i = 0; i < words; i++)
+		put_le64(buf + 8 * i, owed[i]);
+	int rc = mig_write_section(w, MIG_SEC_POSTCOPY, 0, POSTCOPY_VERSION, buf, words * 8);
+	free(buf);
+	return rc ? mig_writer_status(w, err) : 0;
+}
+
+static int load_postcopy(struct vmstate_loader *l, const struct mig_section *s,
+			 struct error *err)
+{
+	struct guest_ram *ram = &l->vm->ram;
+	if (!l->allow_postcopy)
+		return error_set(err, EPROTO, "a POSTCOPY section belongs to a live migration only");
+	if (s->version != POSTCOPY_VERSION || s->instance != 0)
+		return error_set(err, EPROTO, "POSTCOPY section version %u, instance %u: this tern "
+				 "reads version %u, instance 0", s->version, s->instance,
+				 POSTCOPY_VERSION);
+	if (l->owed)
+		return error_set(err, EPROTO, "a second POSTCOPY section");
+	if (s->length != ram->dirty_words * 8)
+		return error_set(err, EPROTO, "POSTCOPY section of %llu bytes; %zu expected for "
+				 "%llu MiB of RAM", (unsigned long long)s->length,
+				 ram->dirty_words * 8, (unsigned long long)(ram->size >> 20));
+	l->owed = calloc(ram->dirty_words, 8);
+	if (!l->owed)
+		return error_set(err, ENOMEM, "no memory for the post-copy page map");
+	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT, count = 0;
+	for (size_t i = 0; i < ram->dirty_words; i++) {
+		uint64_t word = get_le64(s->payload + 8 * i);
+		/* Bits past the last page would name pages that do not exist. */
+		if (i == ram->dirty_words - 1 && pages % 64)
+			word &= (1ull << (pages % 64)) - 1;
+		l->owed[i] = word;
+		count += (uint64_t)__builtin_popcountll(word);
+	}
+	l->owed_pages = count;
+	return 0;
+}
+
+int vmstate_for_each_page(struct vm *vm, const struct mig_section *s,
+			  int (*apply)(void *ctx, uint64_t gpa, const uint8_t *data), void *ctx,
+			  struct error *err)
+{
+	int rc = check_ram_records(&vm->ram, s, err);
+	if (rc)
+		return rc;
+	for (uint64_t off = 0; off < s->length;) {
+		uint64_t word = get_le64(s->payload + off);
+		off += 8;
+		const uint8_t *data = NULL;
+		if ((word & 0xfff) == PAGE_DATA) {
+			data = s->payload + off;
+			off += GUEST_PAGE_SIZE;
+		}
+		rc = apply(ctx, word & ~0xfffull, data);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static bool bytes_equal(const void *a, size_t alen, const char *b)
 {
 	return alen == strlen(b) && memcmp(a, b, alen) == 0;
@@ -403,10 +503,10 @@ static void zero_run_flush(struct zero_run *run)
 	run->len = 0;
 }
 
-static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
+/* Every record of a RAM section well formed and inside guest RAM. */
+static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
+			     struct error *err)
 {
-	struct guest_ram *ram = &l->vm->ram;
-	/* Check every record before applying any. */
 	for (uint64_t off = 0; off < s->length;) {
 		if (s->length - off < 8)
 			return error_set(err, EPROTO, "RAM section: a page record is cut short");
@@ -426,6 +526,16 @@ static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struc
 			off += GUEST_PAGE_SIZE;
 		}
 	}
+	return 0;
+}
+
+static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
+{
+	struct guest_ram *ram = &l->vm->ram;
+	/* Check every record before applying any. */
+	int rc = check_ram_records(ram, s, err);
+	if (rc)
+		return rc;
 	struct zero_run run = { 0 };
 	for (uint64_t off = 0; off < s->length;) {
 		uint64_t word = get_le64(s->payload + off);
@@ -641,6 +751,8 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 		return load_hart(l, s, err);
 	case MIG_SEC_DEVICE:
 		return load_device(l, s, err);
+	case MIG_SEC_POSTCOPY:
+		return load_postcopy(l, s, err);
 	default:
 		return error_set(err, EPROTO, "an unexpected %s section", mig_section_name(s->type));
 	}

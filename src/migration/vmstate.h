@@ -35,6 +35,19 @@ int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err);
  * snapshot, a first pass), else the pages whose bits are set. */
 int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
 		     struct ram_stats *stats, struct error *err);
+/* One RAM section with the n pages numbered in pfns (n <= 256). */
+int vmstate_save_pages(struct vm *vm, struct mig_writer *w, const uint64_t *pfns, unsigned n,
+		       struct ram_stats *stats, struct error *err);
+/* The POSTCOPY section: the pages (bits set in `owed`) the destination
+ * must not take from what it has, because they come after GO. */
+int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *owed,
+			  struct error *err);
+/* Checks every page record of a RAM section against the VM's RAM, then
+ * calls `apply` for each: the page's guest-physical address, and its 4 KiB
+ * or NULL for a zero page. Stops at the first non-zero return. */
+int vmstate_for_each_page(struct vm *vm, const struct mig_section *s,
+			  int (*apply)(void *ctx, uint64_t gpa, const uint8_t *data), void *ctx,
+			  struct error *err);
 /* MACHINE, HART and DEVICE sections. The VM must be paused. */
 int vmstate_save_machine(struct vm *vm, struct mig_writer *w, struct error *err);
 
@@ -54,9 +67,13 @@ struct vmstate_loader {
 	bool fresh_ram;            /* target RAM never touched: ZERO pages need no write */
 	struct ram_stats ram;
 	uint64_t guest_time;       /* from MACHINE */
+	bool allow_postcopy;       /* a live migration may end in post-copy */
+	uint64_t *owed;            /* from POSTCOPY: pages that come after GO (malloc'd) */
+	uint64_t owed_pages;
 };
 
 void vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, bool fresh_ram);
+void vmstate_loader_free(struct vmstate_loader *l);
 /* Checks the stream's CONFIG (from vmstate_read_shape, before any further
  * read) against the VM. */
 int vmstate_check_config(struct vmstate_loader *l, const struct vm_shape *shape,

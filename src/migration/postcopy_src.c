@@ -1,0 +1,217 @@
+/* postcopy_src.c: see postcopy_src.h. A reader thread collects REQUEST
+ * frames into a queue; this thread sends, before each background batch,
+ * the requested pages still owed, each batch as one RAM section flushed at
+ * once, so a requested page waits behind one batch at most. */
+#include "migration/postcopy_src.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "machine/vm.h"
+#include "migration/stream.h"
+#include "migration/transport.h"
+#include "migration/vmstate.h"
+#include "util/log.h"
+
+#define BATCH_PAGES 32                  /* 128 KiB behind which a request may wait */
+#define QUEUE_CAP 65536
+#define DONE_TIMEOUT_MS 60000
+
+struct server {
+	struct vm *vm;
+	int fd;
+	uint64_t *owed;
+	struct mig_writer w;
+
+	pthread_mutex_t qlock;          /* below */
+	pthread_cond_t qcond;
+	uint64_t queue[QUEUE_CAP];      /* requested page numbers */
+	unsigned qhead, qlen;
+	bool done, failed;
+	struct error reader_err;
+	uint64_t requested;
+};
+
+static void *reader_main(void *arg)
+{
+	struct server *s = arg;
+	for (;;) {
+		uint32_t type;
+		uint8_t buf[MIG_FRAME_MAX];
+		size_t len = 0;
+		struct error err = { 0 };
+		int rc = mig_recv_frame_bin(s->fd, -1, &type, buf, sizeof(buf), &len, &err);
+		pthread_mutex_lock(&s->qlock);
+		if (rc <= 0 || (type != MIG_FRAME_REQUEST && type != MIG_FRAME_DONE) ||
+		    (type == MIG_FRAME_REQUEST && len % 8)) {
+			if (rc == 0)
+				error_set(&err, ECONNRESET, "the destination closed the connection");
+			else if (rc > 0 && type == MIG_FRAME_ERROR)
+				error_set(&err, EPROTO, "the destination failed: %.*s", (int)len, buf);
+			else if (rc > 0)
+				error_set(&err, EPROTO, "the destination sent frame %u during post-copy",
+					  type);
+			s->reader_err = err;
+			s->failed = true;
+			pthread_cond_broadcast(&s->qcond);
+			pthread_mutex_unlock(&s->qlock);
+			/* Unblock a send stuck on the same dead connection. */
+			mig_writer_abort(&s->w, err.code ? err.code : EIO, err.msg);
+			shutdown(s->fd, SHUT_RDWR);
+			return NULL;
+		}
+		if (type == MIG_FRAME_DONE) {
+			s->done = true;
+			pthread_cond_broadcast(&s->qcond);
+			pthread_mutex_unlock(&s->qlock);
+			return NULL;
+		}
+		struct guest_ram *ram = &s->vm->ram;
+		for (size_t i = 0; i < len; i += 8) {
+			uint64_t gpa = 0;
+			for (int b = 0; b < 8; b++)
+				gpa |= (uint64_t)buf[i + b] << (8 * b);
+			/* A bogus address is ignored: the background stream still
+			 * sends every page that is really owed. */
+			if (!guest_ram_contains(ram, gpa) || s->qlen == QUEUE_CAP)
+				continue;
+			s->queue[(s->qhead + s->qlen++) % QUEUE_CAP] = (gpa - ram->base) >> GUEST_PAGE_SHIFT;
+			s->requested++;
+		}
+		pthread_mutex_unlock(&s->qlock);
+	}
+}
+
+static bool take_bit(uint64_t *map, uint64_t pfn)
+{
+	uint64_t bit = 1ull << (pfn % 64);
+	if (!(map[pfn / 64] & bit))
+		return false;
+	map[pfn / 64] &= ~bit;
+	return true;
+}
+
+/* One RAM section of the given pages, flushed. */
+static int send_pages(struct server *s, const uint64_t *pfns, unsigned n, struct error *err)
+{
+	struct ram_stats rs = { 0 };
+	int rc = vmstate_save_pages(s->vm, &s->w, pfns, n, &rs, err);
+	if (!rc && mig_flush(&s->w) < 0)
+		rc = mig_writer_status(&s->w, err);
+	return rc;
+}
+
+static void publish(struct server *s, struct postcopy_progress *pr, pthread_mutex_t *lock,
+		    uint64_t left)
+{
+	pthread_mutex_lock(&s->qlock);
+	uint64_t requested = s->requested;
+	pthread_mutex_unlock(&s->qlock);
+	pthread_mutex_lock(lock);
+	pr->pages_left = left;
+	pr->pages_requested = requested;
+	pr->bytes = s->w.bytes;
+	pthread_mutex_unlock(lock);
+}
+
+int postcopy_serve(struct vm *vm, int fd, uint64_t *owed, uint64_t bandwidth,
+		   struct postcopy_progress *progress, pthread_mutex_t *lock,
+		   struct error *err)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return error_set(err, ENOMEM, "no memory for post-copy");
+	s->vm = vm;
+	s->fd = fd;
+	s->owed = owed;
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	int rc = mig_writer_init(&s->w, fd, false, err);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	mig_writer_set_rate(&s->w, bandwidth);
+	pthread_t reader;
+	rc = pthread_create(&reader, NULL, reader_main, s);
+	if (rc) {
+		mig_writer_free(&s->w);
+		free(s);
+		return error_errno(err, rc, "starting the post-copy request reader");
+	}
+
+	uint64_t pages = vm->ram.size >> GUEST_PAGE_SHIFT, left = 0;
+	for (size_t i = 0; i < vm->ram.dirty_words; i++)
+		left += (uint64_t)__builtin_popcountll(owed[i]);
+	rc = mig_write_header(&s->w) < 0 ? mig_writer_status(&s->w, err) : 0;
+	uint64_t cursor = 0, batch[BATCH_PAGES];
+	while (!rc && left) {
+		/* Requested pages first. */
+		unsigned n = 0;
+		pthread_mutex_lock(&s->qlock);
+		bool failed = s->failed;
+		while (s->qlen && n < BATCH_PAGES) {
+			uint64_t pfn = s->queue[s->qhead];
+			s->qhead = (s->qhead + 1) % QUEUE_CAP;
+			s->qlen--;
+			if (take_bit(owed, pfn))
+				batch[n++] = pfn;
+		}
+		pthread_mutex_unlock(&s->qlock);
+		if (failed) {
+			rc = -1;
+			break;
+		}
+		if (!n) {
+			while (cursor < pages && n < BATCH_PAGES) {
+				if (take_bit(owed, cursor))
+					batch[n++] = cursor;
+				cursor++;
+			}
+		}
+		if (!n)
+			break;      /* cannot happen while left > 0; defensive */
+		left -= n;
+		rc = send_pages(s, batch, n, err);
+		publish(s, progress, lock, left);
+	}
+	if (!rc && mig_write_end(&s->w) < 0)
+		rc = mig_writer_status(&s->w, err);
+	if (!rc) {
+		/* Every page is on its way; the destination says when it has them. */
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += DONE_TIMEOUT_MS / 1000;
+		pthread_mutex_lock(&s->qlock);
+		while (!s->done && !s->failed &&
+		       pthread_cond_timedwait(&s->qcond, &s->qlock, &deadline) != ETIMEDOUT)
+			;
+		if (!s->done && !s->failed)
+			rc = error_set(err, ETIMEDOUT, "the destination did not confirm it has every "
+				       "page within %d s", DONE_TIMEOUT_MS / 1000);
+		pthread_mutex_unlock(&s->qlock);
+	}
+	pthread_mutex_lock(&s->qlock);
+	if (s->failed && !s->done) {
+		if (s->reader_err.code)
+			*err = s->reader_err;
+		else if (!err->code)
+			error_set(err, EIO, "the post-copy connection failed");
+		rc = -(err->code ? err->code : EIO);
+	}
+	pthread_mutex_unlock(&s->qlock);
+	if (rc < 0 && !err->code)
+		mig_writer_status(&s->w, err);
+	shutdown(fd, SHUT_RDWR);
+	pthread_join(reader, NULL);
+	publish(s, progress, lock, left);
+	mig_writer_free(&s->w);
+	pthread_cond_destroy(&s->qcond);
+	pthread_mutex_destroy(&s->qlock);
+	free(s);
+	return rc < 0 ? rc : 0;
+}
