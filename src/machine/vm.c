@@ -342,6 +342,16 @@ void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s)
 	__atomic_store_n(&vm->dirty_limit_pps, pages_per_s, __ATOMIC_RELAXED);
 }
 
+void vm_hold_devices(struct vm *vm, bool hold)
+{
+	for (unsigned i = 0; i < vm->num_virtio; i++) {
+		if (hold)
+			virtio_mmio_pause(vm->virtio[i]);
+		else
+			virtio_mmio_resume(vm->virtio[i]);
+	}
+}
+
 void vm_freeze(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -168,6 +168,10 @@ void vm_disks_unlock(struct vm *vm);
  * converging, the dirtying, and leaves a guest that reads or computes
  * alone. Guest time runs on. */
 void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s);
+/* Holds the devices (they process no queue, write no guest memory) or lets
+ * them go. An incoming VM holds them from creation to GO: until then its
+ * guest memory is not final and the guest still runs on the source. */
+void vm_hold_devices(struct vm *vm, bool hold);
 /* Pauses without waiting for anything: harts park when they next can
  * (one waiting for a post-copy page parks once it has it), devices carry
  * on, guest time stands still. For a post-copy destination that lost its

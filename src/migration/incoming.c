@@ -82,6 +82,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		status = refuse(fd, &err);
 		goto out;
 	}
+	vm_hold_devices(vm, true);
 
 	/* Pages may come several times (re-sent after being dirtied): a
 	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
@@ -138,6 +139,9 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 			vm_destroy(vm);
 			return VM_EXIT_ERROR;
 		}
+		/* Only now: a device's first look at its rings faults, and the
+		 * pages come from the source instead of the stale copies. */
+		vm_hold_devices(vm, false);
 		vm_announce(vm);
 		log_info("incoming migration switched to post-copy after %lld ms (%llu pages with "
 			 "data, %llu zero before the switch)",
@@ -152,6 +156,8 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
 	if (paused)
 		vm_start_paused(vm);
+	else
+		vm_hold_devices(vm, false);
 	vm_set_guest_time(vm, l.guest_time);
 	if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
 		log_warn("the source may not learn that the guest runs here: %s", err.msg);
