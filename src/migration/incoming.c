@@ -26,7 +26,7 @@ static int refuse(int fd, const struct error *err)
 	struct error e2 = { 0 };
 	if (fd >= 0)
 		(void)mig_send_frame(fd, MIG_FRAME_ERROR, err->msg, &e2);
-	log_error("incoming migration refused: %s", err->msg);
+	log_error("incoming migration failed, the guest did not run here: %s", err->msg);
 	return VM_EXIT_ERROR;
 }
 

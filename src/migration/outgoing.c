@@ -187,7 +187,7 @@ static enum mig_phase commit(struct migration *m, int fd, const char *go, struct
 	if (rc < 0)
 		return MIG_PHASE_FAILED;
 	if (cancelled(m)) {
-		error_set(err, ECANCELED, "cancelled");
+		error_set(err, ECANCELED, "cancelled by the operator");
 		return MIG_PHASE_CANCELLED;
 	}
 
@@ -387,7 +387,7 @@ static void *migration_main(void *arg)
 	bool stop_now = m->cancel;
 	pthread_mutex_unlock(&m->lock);
 	if (stop_now) {
-		error_set(&err, ECANCELED, "cancelled");
+		error_set(&err, ECANCELED, "cancelled by the operator");
 		end = MIG_PHASE_CANCELLED;
 		goto out;
 	}
@@ -469,7 +469,7 @@ static void *migration_main(void *arg)
 		if (check_return_path(fd, &err) < 0)
 			goto out;
 		if (cancelled(m)) {
-			error_set(&err, ECANCELED, "cancelled");
+			error_set(&err, ECANCELED, "cancelled by the operator");
 			end = MIG_PHASE_CANCELLED;
 			goto out;
 		}
@@ -635,6 +635,8 @@ void migration_status(struct vm *vm, struct mig_stats *out)
 		return;
 	pthread_mutex_lock(&m->lock);
 	*out = m->st;
+	if (m->w)    /* mid-pass: the bytes handed to the writer so far */
+		out->bytes_sent = __atomic_load_n(&m->w->bytes, __ATOMIC_RELAXED);
 	if (m->bytes_before_postcopy) {
 		out->pages_remaining = m->pc.pages_left;
 		out->postcopy_requests = m->pc.pages_requested;
@@ -692,7 +694,7 @@ int migration_cancel(struct vm *vm, struct error *err)
 	/* Unblock a send stuck on a slow link: the thread sees the failure,
 	 * then the cancel flag, and resumes the guest. */
 	if (m->w)
-		mig_writer_abort(m->w, ECANCELED, "cancelled");
+		mig_writer_abort(m->w, ECANCELED, "cancelled by the operator");
 	if (m->fd >= 0)
 		shutdown(m->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);

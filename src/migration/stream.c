@@ -252,7 +252,8 @@ static int emit(struct mig_writer *w, const void *data, size_t len)
 	const uint8_t *p = data;
 	if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
 		return failure_code(w);
-	w->bytes += len;
+	/* Atomic: a status request reads it while a pass runs. */
+	__atomic_store_n(&w->bytes, w->bytes + len, __ATOMIC_RELAXED);
 	while (len) {
 		if (w->len == w->cap && hand_off(w, false) < 0)
 			return failure_code(w);
