@@ -37,6 +37,8 @@ static void usage(FILE *out)
 		"       tern vm migrate --api-socket PATH --to tcp:HOST:PORT [--downtime-ms N]\n"
 		"                       [--bandwidth MBPS] [--max-passes N] [--watch]\n"
 		"                       [--strategy auto|precopy|auto-converge|postcopy|hybrid]\n"
+		"                       [--delta auto|on|off] [--compress auto|on|off]\n"
+		"                       [--delta-cache MIB] [--verify]\n"
 		"       tern vm migrate --api-socket PATH --resume [--to tcp:HOST:PORT]\n"
 		"                       (a post-copy whose link failed)\n"
 		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
@@ -536,7 +538,7 @@ static int watch_migration(const char *path)
 static int cmd_vm_migrate(int argc, char **argv)
 {
 	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
-	       O_SET, O_STRATEGY, O_RESUME };
+	       O_SET, O_STRATEGY, O_RESUME, O_DELTA, O_COMPRESS, O_DELTA_CACHE, O_VERIFY };
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, O_API },
 		{ "to", required_argument, NULL, O_TO },
@@ -545,15 +547,20 @@ static int cmd_vm_migrate(int argc, char **argv)
 		{ "max-passes", required_argument, NULL, O_PASSES },
 		{ "strategy", required_argument, NULL, O_STRATEGY },
 		{ "resume", no_argument, NULL, O_RESUME },
+		{ "delta", required_argument, NULL, O_DELTA },
+		{ "compress", required_argument, NULL, O_COMPRESS },
+		{ "delta-cache", required_argument, NULL, O_DELTA_CACHE },
+		{ "verify", no_argument, NULL, O_VERIFY },
 		{ "watch", no_argument, NULL, O_WATCH },
 		{ "cancel", no_argument, NULL, O_CANCEL },
 		{ "status", no_argument, NULL, O_STATUS },
 		{ "set", no_argument, NULL, O_SET },
 		{ 0 },
 	};
-	const char *path = NULL, *to = NULL, *strategy = NULL;
-	long long downtime = -1, bandwidth = -1, passes = -1;
+	const char *path = NULL, *to = NULL, *strategy = NULL, *delta = NULL, *compress = NULL;
+	long long downtime = -1, bandwidth = -1, passes = -1, delta_cache = -1;
 	bool watch = false, cancel = false, status = false, set = false, resume = false;
+	bool verify = false;
 	opterr = 0;
 	optind = 1;
 	int opt;
@@ -579,6 +586,14 @@ static int cmd_vm_migrate(int argc, char **argv)
 			break;
 		case O_STRATEGY: strategy = optarg; break;
 		case O_RESUME: resume = true; break;
+		case O_DELTA: delta = optarg; break;
+		case O_VERIFY: verify = true; break;
+		case O_COMPRESS: compress = optarg; break;
+		case O_DELTA_CACHE:
+			if (parse_uint(optarg, &v))
+				return usage_error("--delta-cache: \"%s\" is not a number of MiB", optarg);
+			delta_cache = v;
+			break;
 		case O_WATCH: watch = true; break;
 		case O_CANCEL: cancel = true; break;
 		case O_STATUS: status = true; break;
@@ -595,8 +610,9 @@ static int cmd_vm_migrate(int argc, char **argv)
 		return usage_error("vm migrate needs exactly one of --to, --resume, --cancel, "
 				   "--status, --set");
 
-	if (strategy && (!to || resume))
-		return usage_error("--strategy is chosen when the migration starts (with --to)");
+	if ((strategy || delta || compress || delta_cache >= 0 || verify) && (!to || resume))
+		return usage_error("--strategy, --delta, --compress, --delta-cache and --verify "
+				   "are chosen when the migration starts (with --to)");
 	const char *command = to || resume ? "migrate" : cancel ? "migrate-cancel" :
 			      status ? "migrate-status" : "migrate-set";
 	json_t *args = json_object();
@@ -606,6 +622,14 @@ static int cmd_vm_migrate(int argc, char **argv)
 		json_object_set_new(args, "resume", json_true());
 	if (strategy)
 		json_object_set_new(args, "strategy", json_string(strategy));
+	if (delta)
+		json_object_set_new(args, "delta", json_string(delta));
+	if (verify)
+		json_object_set_new(args, "verify", json_true());
+	if (compress)
+		json_object_set_new(args, "compress", json_string(compress));
+	if (delta_cache >= 0)
+		json_object_set_new(args, "delta_cache_mib", json_integer(delta_cache));
 	if ((to && !resume) || set) {
 		if (downtime >= 0)
 			json_object_set_new(args, "downtime_ms", json_integer(downtime));

@@ -158,6 +158,16 @@ static json_t *stats_json(const struct mig_stats *st)
 			      "bandwidth_bytes_s", (json_int_t)st->params.bandwidth,
 			      "max_passes", (int)st->params.max_passes,
 			      "strategy", mig_strategy_name(st->params.strategy));
+	if (o)
+		json_object_set_new(o, "codec", json_pack(
+			"{s:I, s:I, s:I, s:I, s:s, s:b, s:s}",
+			"pages_delta", (json_int_t)st->codec.pages_delta,
+			"delta_bytes", (json_int_t)st->codec.delta_bytes,
+			"sections_zstd", (json_int_t)st->codec.sections_zstd,
+			"zstd_saved_bytes", (json_int_t)st->codec.zstd_saved,
+			"delta", codec_mode_name(st->params.codec.delta),
+			"verify", st->params.verify,
+			"compress", codec_mode_name(st->params.codec.zstd)));
 	if (o && st->error[0])
 		json_object_set_new(o, "error", json_string(st->error));
 	return o;
@@ -168,7 +178,8 @@ static json_t *stats_json(const struct mig_stats *st)
 static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error *err)
 {
 	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
-					       "max_passes", "strategy", "resume", NULL };
+					       "max_passes", "strategy", "resume", "delta",
+					       "compress", "delta_cache_mib", "verify", NULL };
 	int rc = check_args("migrate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -201,6 +212,27 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 		.max_passes = passes >= 0 ? (uint32_t)passes : MIG_DEFAULT_MAX_PASSES,
 		.strategy = MIG_STRATEGY_AUTO,
 	};
+	p.codec.delta = p.codec.zstd = CODEC_AUTO;
+	static const char *const codec_keys[] = { "delta", "compress" };
+	enum codec_mode *codec_modes[] = { &p.codec.delta, &p.codec.zstd };
+	for (unsigned i = 0; i < 2; i++) {
+		json_t *v = json_object_get(args, codec_keys[i]);
+		if (v && (!json_is_string(v) || codec_mode_parse(json_string_value(v),
+								  codec_modes[i]) < 0))
+			return error_set(err, EINVAL, "migrate: \"%s\" must be \"auto\", \"on\" or "
+					 "\"off\"", codec_keys[i]);
+	}
+	int64_t cache_mib;
+	if ((rc = int_arg("migrate", args, "delta_cache_mib", 1 << 20, &cache_mib, err)))
+		return rc;
+	if (cache_mib == 0)
+		return error_set(err, EINVAL, "migrate: \"delta_cache_mib\" must be at least 1 "
+				 "(turn deltas off with \"delta\": \"off\")");
+	p.codec.delta_cache_bytes = cache_mib > 0 ? (uint64_t)cache_mib << 20 : 0;
+	json_t *verify = json_object_get(args, "verify");
+	if (verify && !json_is_boolean(verify))
+		return error_set(err, EINVAL, "migrate: \"verify\" must be true or false");
+	p.verify = json_is_true(verify);
 	json_t *strategy = json_object_get(args, "strategy");
 	if (strategy && (!json_is_string(strategy) ||
 			 mig_strategy_parse(json_string_value(strategy), &p.strategy) < 0))

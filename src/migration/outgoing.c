@@ -49,6 +49,7 @@ struct migration {
 	struct mig_writer *w;
 	int64_t started_ns;
 	struct postcopy_progress pc;    /* during post-copy */
+	struct ram_codec codec;         /* the migration thread's */
 	uint64_t bytes_before_postcopy;
 };
 
@@ -143,11 +144,22 @@ static int send_pass(struct migration *m, struct mig_writer *w, const uint64_t *
 		     struct error *err)
 {
 	struct ram_stats rs = { 0 };
-	int rc = vmstate_save_ram(m->vm, w, bitmap, &rs, err);
+	/* The codecs weigh their cost against what the link could carry: its
+	 * own speed, or the operator's limit if lower, not the pass's
+	 * throughput (which the codecs themselves may be holding down). */
+	uint64_t link = mig_writer_link_rate(w);
+	pthread_mutex_lock(&m->lock);
+	uint64_t limit = m->st.params.bandwidth;
+	pthread_mutex_unlock(&m->lock);
+	if (limit && (!link || limit < link))
+		link = limit;
+	m->codec.bandwidth = link;
+	int rc = vmstate_save_ram_coded(m->vm, w, bitmap, &m->codec, &rs, err);
 	if (!rc && mig_flush(w) < 0)
 		rc = mig_writer_status(w, err);
 	pthread_mutex_lock(&m->lock);
 	m->st.pages_sent += rs.pages_data + rs.pages_zero;
+	m->st.codec = m->codec.stats;
 	m->st.bytes_sent = w->bytes;
 	pthread_mutex_unlock(&m->lock);
 	return rc;
@@ -162,6 +174,11 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 	m->st.pages_remaining = left;
 	pthread_mutex_unlock(&m->lock);
 	int rc = send_pass(m, w, bitmap, err);
+	pthread_mutex_lock(&m->lock);
+	bool verify = m->st.params.verify;
+	pthread_mutex_unlock(&m->lock);
+	if (!rc && verify)
+		rc = vmstate_save_ramhash(m->vm, w, err);
 	if (!rc)
 		rc = vmstate_save_machine(m->vm, w, err);
 	if (!rc && mig_write_end(w) < 0)
@@ -372,6 +389,8 @@ static void *migration_main(void *arg)
 		error_set(&err, ENOMEM, "no memory for the dirty bitmap");
 		goto out;
 	}
+	if (ram_codec_init(&m->codec, &m->st.params.codec, vm->ram.size, &err) < 0)
+		goto out;
 	if (mig_parse_address(m->st.to, &addr, &err) < 0)
 		goto out;
 	fd = mig_connect(&addr, CONNECT_TIMEOUT_MS, STALL_TIMEOUT_MS, &err);
@@ -558,6 +577,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(bitmap);
+	ram_codec_free(&m->codec);
 	finish(m, end, &err);
 	if (end == MIG_PHASE_COMPLETED) {
 		struct mig_stats st;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "migration/ramcodec.h"
 #include "util/error.h"
 
 struct vm;
@@ -39,6 +40,8 @@ struct mig_params {
 	uint64_t bandwidth;     /* bytes per second, 0 = unlimited */
 	uint32_t max_passes;    /* switch over after this many passes anyway */
 	enum mig_strategy strategy;
+	struct ram_codec_params codec;
+	bool verify;            /* send a digest of all RAM; the destination checks it */
 };
 
 const char *mig_strategy_name(enum mig_strategy s);
@@ -60,6 +63,7 @@ struct mig_stats {
 	uint64_t expected_downtime_ms;
 	unsigned throttle_pct;          /* auto-converge's current throttle */
 	uint64_t postcopy_requests;     /* pages the destination waited for */
+	struct ram_codec_stats codec;
 	uint64_t elapsed_ms;
 	uint64_t downtime_ms;           /* pause to RUNNING, once completed */
 	struct mig_params params;

@@ -2,8 +2,9 @@
  * and the bookkeeping that says when they are worth their CPU time.
  *
  * Two independent encodings, either of which a RAM section may carry
- * instead of a page's raw 4096 bytes (flag values: see the RAM section in
- * docs/migration-format.md; TODO(lead): assign them there):
+ * instead of a page's raw 4096 bytes (docs/migration-format.md: the delta
+ * is a RAM record with flag 0x4; tern compresses whole sections, flag 0x1
+ * in the section header, rather than batches within a RAM section):
  *
  * 1. Page delta (XBZRLE-like), against the copy of the same page that the
  *    sender sent last and the receiver therefore already holds in its RAM.

@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migration/pagecodec.h"
+
 #define WRITE_BUFFER (1u << 20)
 #define READ_BUFFER (1u << 20)
 
@@ -56,6 +58,7 @@ const char *mig_section_name(uint32_t type)
 	case MIG_SEC_HART: return "HART";
 	case MIG_SEC_DEVICE: return "DEVICE";
 	case MIG_SEC_POSTCOPY: return "POSTCOPY";
+	case MIG_SEC_RAMHASH: return "RAMHASH";
 	case MIG_SEC_END: return "END";
 	}
 	return "unknown";
@@ -87,6 +90,29 @@ static int write_fully(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
+static int64_t mono_ns(void);
+
+/* write_fully, timed: the link's own speed is bytes over the time spent in
+ * write(), whatever else slows the sender (encoding, a rate limit). */
+static int timed_write(struct mig_writer *w, const uint8_t *p, size_t len)
+{
+	int64_t t0 = mono_ns();
+	int e = write_fully(w->fd, p, len);
+	__atomic_fetch_add(&w->write_ns, (uint64_t)(mono_ns() - t0), __ATOMIC_RELAXED);
+	__atomic_fetch_add(&w->written, (uint64_t)len, __ATOMIC_RELAXED);
+	return e;
+}
+
+uint64_t mig_writer_link_rate(const struct mig_writer *w)
+{
+	uint64_t ns = __atomic_load_n(&w->write_ns, __ATOMIC_RELAXED);
+	uint64_t bytes = __atomic_load_n(&w->written, __ATOMIC_RELAXED);
+	/* Too little to tell from a few buffers that fit in the socket. */
+	if (ns < 20000000)
+		return 0;
+	return (uint64_t)((double)bytes * 1e9 / (double)ns);
+}
+
 static void *writer_main(void *arg)
 {
 	struct mig_writer *w = arg;
@@ -99,7 +125,7 @@ static void *writer_main(void *arg)
 		uint8_t *buf = w->pending;
 		size_t len = w->pending_len;
 		pthread_mutex_unlock(&w->lock);
-		int e = write_fully(w->fd, buf, len);
+		int e = timed_write(w, buf, len);
 		pthread_mutex_lock(&w->lock);
 		if (e)
 			record_failure(w, e, "writing the state stream");
@@ -217,7 +243,7 @@ static int hand_off(struct mig_writer *w, bool wait)
 {
 	pace(w, w->len);
 	if (!w->threaded) {
-		int e = w->failed ? 0 : write_fully(w->fd, w->buf, w->len);
+		int e = w->failed ? 0 : timed_write(w, w->buf, w->len);
 		if (e)
 			record_failure(w, e, "writing the state stream");
 		w->len = 0;
@@ -276,8 +302,35 @@ int mig_write_header(struct mig_writer *w)
 	return emit(w, h, sizeof(h));
 }
 
+static int write_section(struct mig_writer *w, uint32_t type, uint32_t instance,
+			 uint32_t version, uint32_t flags, const void *payload, size_t len);
+
 int mig_write_section(struct mig_writer *w, uint32_t type, uint32_t instance, uint32_t version,
 		      const void *payload, size_t len)
+{
+	return write_section(w, type, instance, version, 0, payload, len);
+}
+
+int mig_write_section_z(struct mig_writer *w, uint32_t type, uint32_t instance,
+			uint32_t version, const void *payload, size_t len, void *z)
+{
+	/* Worth it only if it saves something beyond the length word. */
+	size_t cap = len > 64 ? len - 64 : 0;
+	uint8_t *buf = cap ? malloc(8 + cap) : NULL;
+	ssize_t n = buf ? zpages_compress(z, payload, len, buf + 8, cap) : -1;
+	if (n < 0) {
+		free(buf);
+		int rc = write_section(w, type, instance, version, 0, payload, len);
+		return rc < 0 ? rc : 0;
+	}
+	put_le64(buf, len);
+	int rc = write_section(w, type, instance, version, MIG_SECTION_ZSTD, buf, 8 + (size_t)n);
+	free(buf);
+	return rc < 0 ? rc : 1;
+}
+
+static int write_section(struct mig_writer *w, uint32_t type, uint32_t instance,
+			 uint32_t version, uint32_t flags, const void *payload, size_t len)
 {
 	if (len > MIG_MAX_SECTION) {
 		record_failure(w, EFBIG, "a state section is larger than the format allows");
@@ -287,7 +340,7 @@ int mig_write_section(struct mig_writer *w, uint32_t type, uint32_t instance, ui
 	put_le32(h, type);
 	put_le32(h + 4, instance);
 	put_le32(h + 8, version);
-	put_le32(h + 12, 0);
+	put_le32(h + 12, flags);
 	put_le64(h + 16, len);
 	XXH3_state_t *st = XXH3_createState();
 	if (!st) {
@@ -355,6 +408,10 @@ void mig_reader_free(struct mig_reader *r)
 {
 	free(r->buf);
 	free(r->payload);
+	free(r->raw);
+	r->raw = NULL;
+	zdctx_destroy(r->zd);
+	r->zd = NULL;
 	if (r->hash)
 		XXH3_freeState(r->hash);
 	r->buf = r->payload = NULL;
@@ -410,7 +467,41 @@ int mig_read_header(struct mig_reader *r, struct error *err)
 
 static bool known_type(uint32_t type)
 {
-	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_POSTCOPY || type == MIG_SEC_END);
+	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_RAMHASH || type == MIG_SEC_END);
+}
+
+/* A compressed section's content replaces its payload (the checksum was
+ * over what came on the wire). */
+static int decompress(struct mig_reader *r, struct mig_section *s, const char *name,
+		      struct error *err)
+{
+	if (s->type == MIG_SEC_END)
+		return error_set(err, EPROTO, "%s: a compressed END section", r->what);
+	if (s->length < 8)
+		return error_set(err, EPROTO, "%s: compressed %s section of %llu bytes", r->what,
+				 name, (unsigned long long)s->length);
+	uint64_t raw = get_le64(s->payload);
+	if (raw > MIG_MAX_SECTION)
+		return error_set(err, EPROTO, "%s: compressed %s section claims %llu bytes, more "
+				 "than the %u the format allows", r->what, name,
+				 (unsigned long long)raw, MIG_MAX_SECTION);
+	if (!r->zd && !(r->zd = zdctx_create(err)))
+		return -(err->code ? err->code : ENOMEM);
+	if (raw > r->raw_cap) {
+		uint8_t *p = realloc(r->raw, raw ? raw : 1);
+		if (!p)
+			return error_set(err, ENOMEM, "%s: no memory for a %llu-byte section", r->what,
+					 (unsigned long long)raw);
+		r->raw = p;
+		r->raw_cap = raw;
+	}
+	ssize_t n = zpages_decompress(r->zd, s->payload + 8, s->length - 8, r->raw, r->raw_cap,
+				      raw, err);
+	if (n < 0)
+		return error_wrap(err, "%s: %s section", r->what, name);
+	s->payload = r->raw;
+	s->length = raw;
+	return 0;
 }
 
 int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *err)
@@ -434,7 +525,7 @@ int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *
 	if (!known_type(s->type))
 		return error_set(err, EPROTO, "%s: section %llu has unknown type %u", r->what,
 				 (unsigned long long)r->sections + 1, s->type);
-	if (s->flags)
+	if (s->flags & ~MIG_SECTION_ZSTD)
 		return error_set(err, EPROTO, "%s: %s section has unknown flags 0x%x", r->what, name,
 				 s->flags);
 	if (s->length > MIG_MAX_SECTION)
@@ -471,6 +562,11 @@ int mig_read_section(struct mig_reader *r, struct mig_section *s, struct error *
 				 (unsigned long long)r->sections + 1,
 				 (unsigned long long)(r->bytes - s->length - sizeof(h) - sizeof(sum)));
 	s->payload = r->payload;
+	if (s->flags & MIG_SECTION_ZSTD) {
+		rc = decompress(r, s, name, err);
+		if (rc)
+			return rc;
+	}
 
 	if (s->type == MIG_SEC_END) {
 		if (s->version != 1 || s->instance != 0)

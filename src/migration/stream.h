@@ -17,6 +17,9 @@
 #define MIG_HEADER_SIZE 16
 #define MIG_SECTION_HEADER_SIZE 24
 #define MIG_MAX_SECTION (64u << 20)
+/* Section flag: the payload is a le64 length followed by one zstd frame
+ * that decompresses to exactly that many bytes, the section's content. */
+#define MIG_SECTION_ZSTD 0x1u
 
 enum mig_section_type {
 	MIG_SEC_CONFIG = 1,
@@ -25,6 +28,7 @@ enum mig_section_type {
 	MIG_SEC_HART = 4,
 	MIG_SEC_DEVICE = 5,
 	MIG_SEC_POSTCOPY = 6,   /* live migration only: the pages still to come */
+	MIG_SEC_RAMHASH = 7,    /* XXH3 of all guest RAM, for the receiver to check */
 	MIG_SEC_END = 0xffff,
 };
 
@@ -58,6 +62,7 @@ struct mig_writer {
 	uint64_t rate_bytes;            /* handed off since rate_start_ns */
 	int64_t rate_start_ns;
 	uint64_t rate_seen;             /* the limit the window was started with */
+	uint64_t write_ns, written;     /* time in write() and bytes it took */
 };
 
 /* threaded: write from a helper thread (files, large streams). */
@@ -67,12 +72,19 @@ int mig_write_header(struct mig_writer *w);
 int mig_write_section(struct mig_writer *w, uint32_t type, uint32_t instance, uint32_t version,
 		      const void *payload, size_t len);
 /* Writes END and flushes everything to the fd. */
+/* As mig_write_section, with the payload compressed by z (a zctx) when
+ * that makes it smaller. Returns 1 if compressed, 0 if sent raw, or < 0. */
+int mig_write_section_z(struct mig_writer *w, uint32_t type, uint32_t instance,
+			uint32_t version, const void *payload, size_t len, void *z);
 int mig_write_end(struct mig_writer *w);
 int mig_flush(struct mig_writer *w);
 /* 0, or the first failure copied into err. */
 int mig_writer_status(const struct mig_writer *w, struct error *err);
 /* From any thread: makes every later write fail with `code` and `why`. */
 void mig_writer_abort(struct mig_writer *w, int code, const char *why);
+/* What the connection itself carries, in bytes per second of write()
+ * time (0 until enough was written to tell). */
+uint64_t mig_writer_link_rate(const struct mig_writer *w);
 /* From any thread: limits the stream to bytes_per_second (0: unlimited). */
 void mig_writer_set_rate(struct mig_writer *w, uint64_t bytes_per_second);
 
@@ -87,6 +99,9 @@ struct mig_reader {
 	uint64_t bytes;                 /* consumed so far */
 	uint64_t sections;
 	bool ended;
+	void *zd;                       /* zstd decompression context, made on first use */
+	uint8_t *raw;                   /* a compressed section's content */
+	size_t raw_cap;
 };
 
 int mig_reader_init(struct mig_reader *r, int fd, const char *what, struct error *err);

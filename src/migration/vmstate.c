@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <xxhash.h>
 
 #include "cpu/cpu.h"
 #include "machine/vm.h"
+#include "migration/pagecodec.h"
+#include "migration/ramcodec.h"
 #include "state/state.h"
 #include "util/log.h"
 
@@ -19,13 +22,15 @@
 #define RAM_VERSION 1
 #define MACHINE_VERSION 1
 #define POSTCOPY_VERSION 1
+#define RAMHASH_VERSION 1
 #define HART_VERSION 1
 #define DEVICE_VERSION 1
 
 #define RAM_SECTION_PAGES 256
 #define MAX_GUEST_TIME ((uint64_t)(INT64_MAX / 2) / (1000000000ull / TIMEBASE_HZ))
-#define PAGE_ZERO 0x1ull
-#define PAGE_DATA 0x2ull
+#define PAGE_ZERO VMSTATE_PAGE_ZERO
+#define PAGE_DATA VMSTATE_PAGE_DATA
+#define PAGE_DELTA VMSTATE_PAGE_DELTA
 
 enum {
 	CFG_VERSION = 0, CFG_RAM_BASE = 1, CFG_RAM_SIZE = 2, CFG_HARTS = 3, CFG_ISA = 4,
@@ -168,6 +173,12 @@ int vmstate_save_pages(struct vm *vm, struct mig_writer *w, const uint64_t *pfns
 int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
 		     struct ram_stats *stats, struct error *err)
 {
+	return vmstate_save_ram_coded(vm, w, bitmap, NULL, stats, err);
+}
+
+int vmstate_save_ram_coded(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
+			   struct ram_codec *codec, struct ram_stats *stats, struct error *err)
+{
 	struct guest_ram *ram = &vm->ram;
 	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT;
 	unsigned char *resident = NULL;
@@ -197,15 +208,18 @@ int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap
 			stats->pages_skipped++;
 			continue;
 		}
-		len += put_page(ram, pfn, buf + len, stats);
+		len += codec ? ram_codec_put_page(codec, ram, pfn, buf + len, stats)
+			     : put_page(ram, pfn, buf + len, stats);
 		if (++in_section == RAM_SECTION_PAGES) {
-			rc = mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
+			rc = codec ? ram_codec_write_section(codec, w, RAM_VERSION, buf, len)
+				   : mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
 			len = 0;
 			in_section = 0;
 		}
 	}
 	if (!rc && len)
-		rc = mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
+		rc = codec ? ram_codec_write_section(codec, w, RAM_VERSION, buf, len)
+			   : mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
 	free(buf);
 	free(resident);
 	return rc ? mig_writer_status(w, err) : 0;
@@ -338,7 +352,7 @@ void vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, bool fresh_ram
 }
 
 static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
-			     struct error *err);
+			     bool deltas, struct error *err);
 
 void vmstate_loader_free(struct vmstate_loader *l)
 {
@@ -358,6 +372,31 @@ int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *o
 	int rc = mig_write_section(w, MIG_SEC_POSTCOPY, 0, POSTCOPY_VERSION, buf, words * 8);
 	free(buf);
 	return rc ? mig_writer_status(w, err) : 0;
+}
+
+uint64_t vmstate_ram_digest(struct vm *vm)
+{
+	return XXH3_64bits(vm->ram.host, vm->ram.size);
+}
+
+int vmstate_save_ramhash(struct vm *vm, struct mig_writer *w, struct error *err)
+{
+	uint8_t buf[8];
+	put_le64(buf, vmstate_ram_digest(vm));
+	int rc = mig_write_section(w, MIG_SEC_RAMHASH, 0, RAMHASH_VERSION, buf, sizeof(buf));
+	return rc ? mig_writer_status(w, err) : 0;
+}
+
+static int load_ramhash(struct vmstate_loader *l, const struct mig_section *s,
+			struct error *err)
+{
+	if (s->version != RAMHASH_VERSION || s->instance != 0 || s->length != 8)
+		return error_set(err, EPROTO, "RAMHASH section version %u, instance %u, %llu bytes: "
+				 "this tern reads version %u, instance 0, 8 bytes", s->version,
+				 s->instance, (unsigned long long)s->length, RAMHASH_VERSION);
+	l->has_ramhash = true;
+	l->ramhash = get_le64(s->payload);
+	return 0;
 }
 
 static int load_postcopy(struct vmstate_loader *l, const struct mig_section *s,
@@ -396,7 +435,7 @@ int vmstate_for_each_page(struct vm *vm, const struct mig_section *s,
 			  int (*apply)(void *ctx, uint64_t gpa, const uint8_t *data), void *ctx,
 			  struct error *err)
 {
-	int rc = check_ram_records(&vm->ram, s, err);
+	int rc = check_ram_records(&vm->ram, s, false, err);
 	if (rc)
 		return rc;
 	for (uint64_t off = 0; off < s->length;) {
@@ -505,14 +544,14 @@ static void zero_run_flush(struct zero_run *run)
 
 /* Every record of a RAM section well formed and inside guest RAM. */
 static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
-			     struct error *err)
+			     bool deltas, struct error *err)
 {
 	for (uint64_t off = 0; off < s->length;) {
 		if (s->length - off < 8)
 			return error_set(err, EPROTO, "RAM section: a page record is cut short");
 		uint64_t word = get_le64(s->payload + off), flags = word & 0xfff;
 		uint64_t gpa = word & ~0xfffull;
-		if (flags != PAGE_ZERO && flags != PAGE_DATA)
+		if (flags != PAGE_ZERO && flags != PAGE_DATA && (flags != PAGE_DELTA || !deltas))
 			return error_set(err, EPROTO, "RAM section: page 0x%llx has flags 0x%llx",
 					 (unsigned long long)gpa, (unsigned long long)flags);
 		if (!guest_ram_ptr(ram, gpa, GUEST_PAGE_SIZE))
@@ -524,6 +563,16 @@ static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
 				return error_set(err, EPROTO, "RAM section: page 0x%llx is cut short",
 						 (unsigned long long)gpa);
 			off += GUEST_PAGE_SIZE;
+		} else if (flags == PAGE_DELTA) {
+			if (s->length - off < 2)
+				return error_set(err, EPROTO, "RAM section: the delta of page 0x%llx "
+						 "is cut short", (unsigned long long)gpa);
+			uint64_t n = (uint64_t)s->payload[off] | (uint64_t)s->payload[off + 1] << 8;
+			if (n > GUEST_PAGE_SIZE || s->length - off - 2 < n)
+				return error_set(err, EPROTO, "RAM section: the delta of page 0x%llx "
+						 "(%llu bytes) is cut short or too long",
+						 (unsigned long long)gpa, (unsigned long long)n);
+			off += 2 + n;
 		}
 	}
 	return 0;
@@ -533,7 +582,7 @@ static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struc
 {
 	struct guest_ram *ram = &l->vm->ram;
 	/* Check every record before applying any. */
-	int rc = check_ram_records(ram, s, err);
+	int rc = check_ram_records(ram, s, true, err);
 	if (rc)
 		return rc;
 	struct zero_run run = { 0 };
@@ -545,6 +594,16 @@ static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struc
 			zero_run_flush(&run);
 			memcpy(page, s->payload + off, GUEST_PAGE_SIZE);
 			off += GUEST_PAGE_SIZE;
+			l->ram.pages_data++;
+		} else if ((word & 0xfff) == PAGE_DELTA) {
+			/* Against the copy sent before, which this page holds. */
+			zero_run_flush(&run);
+			size_t n = (size_t)s->payload[off] | (size_t)s->payload[off + 1] << 8;
+			rc = delta_decode(page, s->payload + off + 2, n, err);
+			if (rc)
+				return error_wrap(err, "RAM section: page 0x%llx",
+						  (unsigned long long)(word & ~0xfffull));
+			off += 2 + n;
 			l->ram.pages_data++;
 		} else if (l->fresh_ram) {
 			/* Never written before this load, the page reads as
@@ -753,6 +812,8 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 		return load_device(l, s, err);
 	case MIG_SEC_POSTCOPY:
 		return load_postcopy(l, s, err);
+	case MIG_SEC_RAMHASH:
+		return load_ramhash(l, s, err);
 	default:
 		return error_set(err, EPROTO, "an unexpected %s section", mig_section_name(s->type));
 	}
@@ -781,6 +842,15 @@ int vmstate_load_rest(struct vmstate_loader *l, struct mig_reader *r, struct err
 		if (!((l->devices_seen >> i) & 1))
 			return error_set(err, EPROTO, "%s has no state for %s", r->what,
 					 vm->bus.devices[i]->id);
+	if (l->has_ramhash && !l->owed) {
+		uint64_t mine = vmstate_ram_digest(vm);
+		if (mine != l->ramhash)
+			return error_set(err, EPROTO, "%s: guest RAM here differs from the source's "
+					 "(digest %016llx, the source's %016llx): pages were lost or "
+					 "corrupted on the way", r->what, (unsigned long long)mine,
+					 (unsigned long long)l->ramhash);
+		log_info("%s: guest RAM verified against the source's digest", r->what);
+	}
 	vm_set_guest_time(vm, l->guest_time);
 	return 0;
 }

@@ -13,6 +13,12 @@
 #include "util/error.h"
 
 struct vm;
+struct ram_codec;
+
+/* Page record flags (the low 12 bits of a record's first word). */
+#define VMSTATE_PAGE_ZERO 0x1ull
+#define VMSTATE_PAGE_DATA 0x2ull
+#define VMSTATE_PAGE_DELTA 0x4ull   /* le16 length, then a delta (pagecodec.h) */
 
 struct ram_stats {
 	uint64_t pages_data;     /* sent with contents */
@@ -35,6 +41,13 @@ int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err);
  * snapshot, a first pass), else the pages whose bits are set. */
 int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
 		     struct ram_stats *stats, struct error *err);
+/* The same, with pages and sections encoded by codec (ramcodec.h). */
+int vmstate_save_ram_coded(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
+			   struct ram_codec *codec, struct ram_stats *stats, struct error *err);
+/* RAMHASH: a digest of all guest RAM as it is now (the VM paused), which
+ * the receiver checks its copy against once it has loaded everything. */
+int vmstate_save_ramhash(struct vm *vm, struct mig_writer *w, struct error *err);
+uint64_t vmstate_ram_digest(struct vm *vm);
 /* One RAM section with the n pages numbered in pfns (n <= 256). */
 int vmstate_save_pages(struct vm *vm, struct mig_writer *w, const uint64_t *pfns, unsigned n,
 		       struct ram_stats *stats, struct error *err);
@@ -42,9 +55,10 @@ int vmstate_save_pages(struct vm *vm, struct mig_writer *w, const uint64_t *pfns
  * must not take from what it has, because they come after GO. */
 int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *owed,
 			  struct error *err);
-/* Checks every page record of a RAM section against the VM's RAM, then
- * calls `apply` for each: the page's guest-physical address, and its 4 KiB
- * or NULL for a zero page. Stops at the first non-zero return. */
+/* Checks every page record of a RAM section against the VM's RAM (deltas
+ * refused: post-copy sends whole pages), then calls `apply` for each: the
+ * page's guest-physical address, and its 4 KiB or NULL for a zero page.
+ * Stops at the first non-zero return. */
 int vmstate_for_each_page(struct vm *vm, const struct mig_section *s,
 			  int (*apply)(void *ctx, uint64_t gpa, const uint8_t *data), void *ctx,
 			  struct error *err);
@@ -69,6 +83,8 @@ struct vmstate_loader {
 	uint64_t guest_time;       /* from MACHINE */
 	bool allow_postcopy;       /* a live migration may end in post-copy */
 	uint64_t *owed;            /* from POSTCOPY: pages that come after GO (malloc'd) */
+	bool has_ramhash;          /* RAMHASH came: check RAM at the end of the load */
+	uint64_t ramhash;
 	uint64_t owed_pages;
 };
 

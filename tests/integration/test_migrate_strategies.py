@@ -130,3 +130,22 @@ def test_postcopy_link_cut_and_resumed(guest, lab):
     src.close()
     guest.vm, guest.host = dst, dest
     intact(guest, before)
+
+
+@pytest.mark.parametrize("codec", [("--delta", "on", "--compress", "off"),
+                                   ("--delta", "off", "--compress", "on"),
+                                   ("--delta", "on", "--compress", "on")])
+def test_codecs_keep_guest_ram_identical(guest, codec):
+    """Deltas and compression on the wire: the destination hashes all of its
+    guest RAM and compares it with the source's digest taken at the
+    switch-over (--verify); a mismatch would fail the migration."""
+    before = guest.counter_lines()
+    st = guest.move_to(other(guest), "--strategy", "precopy", "--bandwidth", BANDWIDTH,
+                       "--max-passes", "6", "--verify", *codec)
+    log = guest.vm.log_text()
+    assert "guest RAM verified against the source's digest" in log, log
+    if "--delta" in codec and codec[1] == "on":
+        assert st["codec"]["pages_delta"] > 0, st
+    if codec[3] == "on":
+        assert st["codec"]["sections_zstd"] > 0, st
+    intact(guest, before)

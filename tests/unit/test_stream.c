@@ -406,7 +406,7 @@ static void test_frame_bad_section_header(void **state)
 	struct error err = { 0 };
 	struct bytes b = { 0 };
 
-	static const uint32_t bad_types[] = { 0, 7, 8, 0xfffe, 0x10000, 0xffffffff };
+	static const uint32_t bad_types[] = { 0, 8, 9, 0xfffe, 0x10000, 0xffffffff };
 	for (unsigned i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++) {
 		raw_header(&b, MIG_MAGIC, 1, 0);
 		raw_section(&b, MIG_SEC_CONFIG, 0, 1, 0, "x", 1);
@@ -421,7 +421,27 @@ static void test_frame_bad_section_header(void **state)
 		b_free(&b);
 	}
 
-	for (unsigned bit = 0; bit < 32; bit++) {
+	/* Bit 0 is MIG_SECTION_ZSTD: a compressed payload that is not one. */
+	raw_header(&b, MIG_MAGIC, 1, 0);
+	raw_section(&b, MIG_SEC_RAM, 0, 1, MIG_SECTION_ZSTD, "x", 1);
+	raw_end(&b, 1);
+	assert_int_equal(read_stream(b.p, b.len, NULL, &err), -EPROTO);
+	expect_msg(&err, "compressed RAM section of 1 bytes");
+	b_free(&b);
+	raw_header(&b, MIG_MAGIC, 1, 0);
+	raw_section(&b, MIG_SEC_RAM, 0, 1, MIG_SECTION_ZSTD, "\x10\0\0\0\0\0\0\0garbage!", 16);
+	raw_end(&b, 1);
+	assert_int_equal(read_stream(b.p, b.len, NULL, &err), -EPROTO);
+	expect_msg(&err, "RAM section");
+	b_free(&b);
+	raw_header(&b, MIG_MAGIC, 1, 0);
+	raw_section(&b, MIG_SEC_RAM, 0, 1, MIG_SECTION_ZSTD, "\xff\xff\xff\xff\0\0\0\0", 8);
+	raw_end(&b, 1);
+	assert_int_equal(read_stream(b.p, b.len, NULL, &err), -EPROTO);
+	expect_msg(&err, "more than the");
+	b_free(&b);
+
+	for (unsigned bit = 1; bit < 32; bit++) {
 		raw_header(&b, MIG_MAGIC, 1, 0);
 		raw_section(&b, MIG_SEC_RAM, 0, 1, 1u << bit, "x", 1);
 		raw_end(&b, 1);
@@ -1451,7 +1471,8 @@ static void test_ram_refusals(void **state)
 	/* Flags: none, both, unknown, and what a misaligned address looks like. */
 	ram_word_refused(base | 0, "RAM section: page 0x80000000 has flags 0x0");
 	ram_word_refused(base | 3, "page 0x80000000 has flags 0x3");
-	ram_word_refused(base | 4, "has flags 0x4");
+	ram_word_refused(base | 4, "the delta of page 0x80000000 is cut short");
+	ram_word_refused(base | 8, "has flags 0x8");
 	ram_word_refused(base | 0x800 | PAGE_DATA, "has flags 0x802");
 	ram_word_refused(base | 0xfff, "has flags 0xfff");
 	ram_word_refused((base + 8) | PAGE_ZERO, "page 0x80000000 has flags 0x9");
