@@ -20,6 +20,11 @@
 #define STALL_TIMEOUT_MS 10000
 #define GO_TIMEOUT_MS 30000
 
+static int answer_sync(void *ctx, struct error *err)
+{
+	return mig_send_frame(*(int *)ctx, MIG_FRAME_SYNCED, NULL, err);
+}
+
 /* Tells the source why (if it still listens), logs, and gives up. */
 static int refuse(int fd, const struct error *err)
 {
@@ -88,11 +93,14 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
 	vmstate_loader_init(&l, vm, false);
 	l.allow_postcopy = true;
+	l.on_sync = answer_sync;
+	l.sync_ctx = &fd;
 	if (vmstate_check_config(&l, &shape, &err) < 0 ||
 	    vmstate_load_rest(&l, &r, &err) < 0) {
 		status = refuse(fd, &err);
 		goto out;
 	}
+	log_debug("incoming migration: all loaded");
 	if (mig_send_frame(fd, MIG_FRAME_READY, NULL, &err) < 0) {
 		log_error("incoming migration: %s", err.msg);
 		goto out;

@@ -230,6 +230,29 @@ static enum mig_phase commit(struct migration *m, int fd, const char *go, struct
 	return MIG_PHASE_FAILED;
 }
 
+/* SYNC, then SYNCED from a destination that has applied all before it. */
+static int wait_for_destination(struct migration *m, struct mig_writer *w, int fd,
+				struct error *err)
+{
+	int64_t t0 = monotonic_ns();
+	if (mig_write_section(w, MIG_SEC_SYNC, 0, 1, NULL, 0) < 0 || mig_flush(w) < 0)
+		return mig_writer_status(w, err);
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	int rc = mig_recv_frame(fd, READY_TIMEOUT_MS, &type, text, sizeof(text), err);
+	if (rc == 0)
+		return error_set(err, ECONNRESET, "the destination closed the connection");
+	if (rc > 0 && type == MIG_FRAME_ERROR)
+		return error_set(err, EPROTO, "the destination refused the migration: %s", text);
+	if (rc > 0 && type != MIG_FRAME_SYNCED)
+		return error_set(err, EPROTO, "the destination sent frame %u instead of SYNCED", type);
+	if (rc < 0)
+		return rc;
+	(void)m;
+	log_debug("migration: the destination caught up in %.1f ms", (monotonic_ns() - t0) / 1e6);
+	return 0;
+}
+
 static void new_session(char *go, size_t size)
 {
 	uint64_t id = 0;
@@ -422,14 +445,19 @@ static void *migration_main(void *arg)
 	int64_t last_sync = 0;
 	uint64_t sent_last_pass = 0;
 	struct converge conv = { 0 };
-	bool to_postcopy = false;
+	bool to_postcopy = false, caught_up = false;
+	/* Whether the pages in the bitmap went out; if not (a pass skipped to
+	 * let the destination catch up), the next sync adds to them. */
+	bool bitmap_sent = true;
 	for (uint32_t pass = 1;; pass++) {
 		int64_t t0 = monotonic_ns();
 		uint64_t bytes0 = w.bytes;
 		/* The last pass sent what the bitmap held. If this pass turns
 		 * out to be the stop-and-copy's, the pages collected here stay
 		 * in the bitmap and the final sync adds to them. */
-		memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
+		if (bitmap_sent)
+			memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
+		bitmap_sent = false;
 		uint64_t dirty = vm_sync_dirty(vm, bitmap);
 		pthread_mutex_lock(&m->lock);
 		m->st.pass = pass;
@@ -440,6 +468,14 @@ static void *migration_main(void *arg)
 		struct mig_params p = m->st.params;
 		uint64_t bandwidth = m->st.bandwidth;
 		pthread_mutex_unlock(&m->lock);
+		/* What the rest would take: at the link's own speed (or the
+		 * limit), not at a pass's throughput, which for a pass of a
+		 * few pages is mostly latency and would never let it end. */
+		uint64_t link = mig_writer_link_rate(&w);
+		if (p.bandwidth && (!link || p.bandwidth < link))
+			link = p.bandwidth;
+		if (link)
+			bandwidth = link;
 
 		last_sync = t0;
 		if (pass > 1) {
@@ -447,8 +483,17 @@ static void *migration_main(void *arg)
 			pthread_mutex_lock(&m->lock);
 			m->st.expected_downtime_ms = expect_ms;
 			pthread_mutex_unlock(&m->lock);
-			if (expect_ms <= p.downtime_ms)
-				break;
+			if (expect_ms <= p.downtime_ms) {
+				/* The destination may still be applying what was sent:
+				 * let it catch up while the guest runs, then take one
+				 * more look, so that its backlog is not downtime. */
+				if (caught_up)
+					break;
+				if (wait_for_destination(m, &w, fd, &err) < 0)
+					goto fail_send;
+				caught_up = true;
+				continue;
+			}
 			bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
 					   p.strategy == MIG_STRATEGY_HYBRID ||
 					   p.strategy == MIG_STRATEGY_POSTCOPY;
@@ -484,6 +529,7 @@ static void *migration_main(void *arg)
 		uint64_t sent_before = m->st.pages_sent;
 		if (send_pass(m, &w, pass == 1 ? NULL : bitmap, &err) < 0)
 			goto fail_send;
+		bitmap_sent = true;
 		sent_last_pass = m->st.pages_sent - sent_before;
 		if (check_return_path(fd, &err) < 0)
 			goto out;
@@ -517,9 +563,12 @@ static void *migration_main(void *arg)
 	char go[64];
 	if (to_postcopy)
 		new_session(go, sizeof(go));
+	log_debug("migration: guest paused after %.1f ms", (monotonic_ns() - t_pause) / 1e6);
 	if ((to_postcopy ? switch_to_postcopy(m, &w, bitmap, &err)
 			 : stop_and_copy(m, &w, bitmap, &err)) < 0)
 		goto fail_send;
+	log_debug("migration: final state sent %.1f ms after the pause",
+		  (monotonic_ns() - t_pause) / 1e6);
 	set_phase(m, MIG_PHASE_COMMIT);
 	/* A VM the operator had paused stays paused on the destination. */
 	end = commit(m, fd, to_postcopy ? go : was_paused ? MIG_GO_PAUSED : NULL, &err);

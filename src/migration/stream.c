@@ -59,6 +59,7 @@ const char *mig_section_name(uint32_t type)
 	case MIG_SEC_DEVICE: return "DEVICE";
 	case MIG_SEC_POSTCOPY: return "POSTCOPY";
 	case MIG_SEC_RAMHASH: return "RAMHASH";
+	case MIG_SEC_SYNC: return "SYNC";
 	case MIG_SEC_END: return "END";
 	}
 	return "unknown";
@@ -467,7 +468,7 @@ int mig_read_header(struct mig_reader *r, struct error *err)
 
 static bool known_type(uint32_t type)
 {
-	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_RAMHASH || type == MIG_SEC_END);
+	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_SYNC || type == MIG_SEC_END);
 }
 
 /* A compressed section's content replaces its payload (the checksum was

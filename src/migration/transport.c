@@ -58,6 +58,11 @@ static void set_stall_timeout(int fd, int stall_ms)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	/* The stream is written in large buffers anyway; what must not wait
+	 * for an acknowledgement (Nagle's algorithm, up to the peer's 40 ms
+	 * delayed ACK) are the small writes at the switch-over: the last
+	 * sections, the control frames. They are the downtime. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 int mig_connect(const struct mig_address *a, int timeout_ms, int stall_ms, struct error *err)

@@ -23,6 +23,7 @@ enum mig_frame_type {
 	MIG_FRAME_RUNNING = 3,
 	MIG_FRAME_REQUEST = 4,  /* post-copy: le64 page addresses the guest waits for */
 	MIG_FRAME_DONE = 5,     /* post-copy: every page arrived */
+	MIG_FRAME_SYNCED = 6,   /* everything up to a SYNC section is applied */
 	MIG_FRAME_GO = 16,
 	MIG_FRAME_RESUME = 17,  /* post-copy recovery: the source is back */
 };

@@ -376,7 +376,36 @@ int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *o
 
 uint64_t vmstate_ram_digest(struct vm *vm)
 {
-	return XXH3_64bits(vm->ram.host, vm->ram.size);
+	/* Pages never populated read as zeros; hashing a zero page for them
+	 * keeps the digest a function of content alone, without a page fault
+	 * per untouched page (tens of ms for 256 MiB of fresh RAM). */
+	static const uint8_t zero[GUEST_PAGE_SIZE];
+	struct guest_ram *ram = &vm->ram;
+	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT;
+	unsigned char *resident = malloc(pages);
+	XXH3_state_t *st = XXH3_createState();
+	if (!resident || !st || mincore(ram->host, ram->size, resident) < 0) {
+		free(resident);
+		XXH3_freeState(st);
+		return XXH3_64bits(ram->host, ram->size);   /* the slow way, same value */
+	}
+	XXH3_64bits_reset(st);
+	for (uint64_t pfn = 0; pfn < pages;) {
+		uint64_t end = pfn + 1;
+		while (end < pages && (resident[end] & 1) == (resident[pfn] & 1))
+			end++;
+		if (resident[pfn] & 1)
+			XXH3_64bits_update(st, ram->host + (pfn << GUEST_PAGE_SHIFT),
+					   (end - pfn) << GUEST_PAGE_SHIFT);
+		else
+			for (uint64_t i = pfn; i < end; i++)
+				XXH3_64bits_update(st, zero, sizeof(zero));
+		pfn = end;
+	}
+	uint64_t digest = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	free(resident);
+	return digest;
 }
 
 int vmstate_save_ramhash(struct vm *vm, struct mig_writer *w, struct error *err)
@@ -629,6 +658,7 @@ static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struc
 static int load_machine(struct vmstate_loader *l, const struct mig_section *s,
 			struct error *err)
 {
+	log_debug("loading the machine state");
 	static const uint16_t known[] = { MACH_VERSION, MACH_GUEST_TIME };
 	struct state_reader r;
 	uint32_t version;
@@ -748,6 +778,7 @@ static int load_hart(struct vmstate_loader *l, const struct mig_section *s, stru
 static int load_device(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
 {
 	struct vm *vm = l->vm;
+	log_debug("loading device %u", s->instance);
 	if (s->instance >= vm->bus.count)
 		return error_set(err, EPROTO, "DEVICE section for device %u, but the VM has %u",
 				 s->instance, vm->bus.count);
@@ -814,6 +845,10 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 		return load_postcopy(l, s, err);
 	case MIG_SEC_RAMHASH:
 		return load_ramhash(l, s, err);
+	case MIG_SEC_SYNC:
+		if (!l->on_sync)
+			return error_set(err, EPROTO, "a SYNC section belongs to a live migration only");
+		return l->on_sync(l->sync_ctx, err);
 	default:
 		return error_set(err, EPROTO, "an unexpected %s section", mig_section_name(s->type));
 	}

@@ -84,6 +84,9 @@ struct vmstate_loader {
 	bool allow_postcopy;       /* a live migration may end in post-copy */
 	uint64_t *owed;            /* from POSTCOPY: pages that come after GO (malloc'd) */
 	bool has_ramhash;          /* RAMHASH came: check RAM at the end of the load */
+	/* Called at a SYNC section (live migration: answers SYNCED). */
+	int (*on_sync)(void *ctx, struct error *err);
+	void *sync_ctx;
 	uint64_t ramhash;
 	uint64_t owed_pages;
 };

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 static enum log_level current_level = LOG_INFO;
 
@@ -21,5 +22,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (level == LOG_DEBUG) {
+		/* Debug lines of two processes (a migration's source and
+		 * destination) line up by their monotonic time. */
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fprintf(stderr, "tern: debug: [%lld.%06ld] %s\n", (long long)ts.tv_sec,
+			ts.tv_nsec / 1000, line);
+		return;
+	}
 	fprintf(stderr, "tern: %s: %s\n", names[level], line);
 }

@@ -62,10 +62,13 @@ def test_there_and_back(lab, tmp_path, config):
         reports = []
         for dest in (1, 0):
             time.sleep(1)     # let the dirtier and the client run on this host
-            st = g.move_to(dest)
+            # --verify: the destination also checks all of guest RAM
+            # against the source's digest before the guest may run there.
+            st = g.move_to(dest, "--verify")
             reports.append(st)
             assert st["downtime_ms"] < 2000, st
             assert st["pass"] >= 1 and st["bytes_sent"] > 0, st
+            assert "guest RAM verified" in g.vm.log_text(), g.vm.log_text()
             counter = check_guest(g, client, counter)
             assert g.history[-1][1].proc.returncode == 0
         summary = client.stop()
