@@ -38,7 +38,7 @@ static void usage(FILE *out)
 		"                       [--bandwidth MBPS] [--max-passes N] [--watch]\n"
 		"                       [--strategy auto|precopy|auto-converge|postcopy|hybrid]\n"
 		"                       [--delta auto|on|off] [--compress auto|on|off]\n"
-		"                       [--delta-cache MIB] [--verify]\n"
+		"                       [--delta-cache MIB] [--verify] [--streams N]\n"
 		"       tern vm migrate --api-socket PATH --resume [--to tcp:HOST:PORT]\n"
 		"                       (a post-copy whose link failed)\n"
 		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
@@ -538,7 +538,8 @@ static int watch_migration(const char *path)
 static int cmd_vm_migrate(int argc, char **argv)
 {
 	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
-	       O_SET, O_STRATEGY, O_RESUME, O_DELTA, O_COMPRESS, O_DELTA_CACHE, O_VERIFY };
+	       O_SET, O_STRATEGY, O_RESUME, O_DELTA, O_COMPRESS, O_DELTA_CACHE, O_VERIFY,
+	       O_STREAMS };
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, O_API },
 		{ "to", required_argument, NULL, O_TO },
@@ -551,6 +552,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 		{ "compress", required_argument, NULL, O_COMPRESS },
 		{ "delta-cache", required_argument, NULL, O_DELTA_CACHE },
 		{ "verify", no_argument, NULL, O_VERIFY },
+		{ "streams", required_argument, NULL, O_STREAMS },
 		{ "watch", no_argument, NULL, O_WATCH },
 		{ "cancel", no_argument, NULL, O_CANCEL },
 		{ "status", no_argument, NULL, O_STATUS },
@@ -558,7 +560,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 		{ 0 },
 	};
 	const char *path = NULL, *to = NULL, *strategy = NULL, *delta = NULL, *compress = NULL;
-	long long downtime = -1, bandwidth = -1, passes = -1, delta_cache = -1;
+	long long downtime = -1, bandwidth = -1, passes = -1, delta_cache = -1, streams = -1;
 	bool watch = false, cancel = false, status = false, set = false, resume = false;
 	bool verify = false;
 	opterr = 0;
@@ -588,6 +590,11 @@ static int cmd_vm_migrate(int argc, char **argv)
 		case O_RESUME: resume = true; break;
 		case O_DELTA: delta = optarg; break;
 		case O_VERIFY: verify = true; break;
+		case O_STREAMS:
+			if (parse_uint(optarg, &v) || v < 1 || v > 8)
+				return usage_error("--streams: \"%s\" is not a number from 1 to 8", optarg);
+			streams = v;
+			break;
 		case O_COMPRESS: compress = optarg; break;
 		case O_DELTA_CACHE:
 			if (parse_uint(optarg, &v))
@@ -610,9 +617,10 @@ static int cmd_vm_migrate(int argc, char **argv)
 		return usage_error("vm migrate needs exactly one of --to, --resume, --cancel, "
 				   "--status, --set");
 
-	if ((strategy || delta || compress || delta_cache >= 0 || verify) && (!to || resume))
-		return usage_error("--strategy, --delta, --compress, --delta-cache and --verify "
-				   "are chosen when the migration starts (with --to)");
+	if ((strategy || delta || compress || delta_cache >= 0 || verify || streams >= 0) &&
+	    (!to || resume))
+		return usage_error("--strategy, --delta, --compress, --delta-cache, --verify and "
+				   "--streams are chosen when the migration starts (with --to)");
 	const char *command = to || resume ? "migrate" : cancel ? "migrate-cancel" :
 			      status ? "migrate-status" : "migrate-set";
 	json_t *args = json_object();
@@ -626,6 +634,8 @@ static int cmd_vm_migrate(int argc, char **argv)
 		json_object_set_new(args, "delta", json_string(delta));
 	if (verify)
 		json_object_set_new(args, "verify", json_true());
+	if (streams >= 0)
+		json_object_set_new(args, "streams", json_integer(streams));
 	if (compress)
 		json_object_set_new(args, "compress", json_string(compress));
 	if (delta_cache >= 0)

@@ -159,6 +159,9 @@ static json_t *stats_json(const struct mig_stats *st)
 			      "max_passes", (int)st->params.max_passes,
 			      "strategy", mig_strategy_name(st->params.strategy));
 	if (o)
+		json_object_set_new(json_object_get(o, "params"), "streams",
+				    json_integer(st->params.streams));
+	if (o)
 		json_object_set_new(o, "codec", json_pack(
 			"{s:I, s:I, s:I, s:I, s:s, s:b, s:s}",
 			"pages_delta", (json_int_t)st->codec.pages_delta,
@@ -179,7 +182,8 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 {
 	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
 					       "max_passes", "strategy", "resume", "delta",
-					       "compress", "delta_cache_mib", "verify", NULL };
+					       "compress", "delta_cache_mib", "verify", "streams",
+					       NULL };
 	int rc = check_args("migrate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -229,6 +233,12 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 		return error_set(err, EINVAL, "migrate: \"delta_cache_mib\" must be at least 1 "
 				 "(turn deltas off with \"delta\": \"off\")");
 	p.codec.delta_cache_bytes = cache_mib > 0 ? (uint64_t)cache_mib << 20 : 0;
+	int64_t streams;
+	if ((rc = int_arg("migrate", args, "streams", 8, &streams, err)))
+		return rc;
+	if (streams == 0)
+		return error_set(err, EINVAL, "migrate: \"streams\" must be from 1 to 8");
+	p.streams = streams > 0 ? (unsigned)streams : 1;
 	json_t *verify = json_object_get(args, "verify");
 	if (verify && !json_is_boolean(verify))
 		return error_set(err, EINVAL, "migrate: \"verify\" must be true or false");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "machine/vm.h"
+#include "migration/channels.h"
 #include "migration/postcopy_dst.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
@@ -20,9 +21,22 @@
 #define STALL_TIMEOUT_MS 10000
 #define GO_TIMEOUT_MS 30000
 
+struct incoming {
+	struct vm *vm;
+	int fd, listen_fd;
+	struct mig_channels_in channels;
+};
+
 static int answer_sync(void *ctx, struct error *err)
 {
-	return mig_send_frame(*(int *)ctx, MIG_FRAME_SYNCED, NULL, err);
+	struct incoming *in = ctx;
+	return mig_send_frame(in->fd, MIG_FRAME_SYNCED, NULL, err);
+}
+
+static int take_channels(void *ctx, const struct mig_section *s, struct error *err)
+{
+	struct incoming *in = ctx;
+	return mig_channels_accept(&in->channels, in->vm, in->listen_fd, s, STALL_TIMEOUT_MS, err);
 }
 
 /* Tells the source why (if it still listens), logs, and gives up. */
@@ -51,8 +65,8 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	}
 	log_info("waiting for an incoming migration on %s:%s", addr.host, addr.port);
 	int fd = mig_accept(lfd, -1, STALL_TIMEOUT_MS, &err);
-	close(lfd);
 	if (fd < 0) {
+		close(lfd);
 		log_error("%s", err.msg);
 		return VM_EXIT_ERROR;
 	}
@@ -60,10 +74,12 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 
 	struct mig_reader r;
 	struct vmstate_loader l = { 0 };
+	struct incoming in = { .fd = -1, .listen_fd = -1, .channels = { .n = 1 } };
 	struct vm *vm = NULL;
 	int status = VM_EXIT_ERROR;
 	if (mig_reader_init(&r, fd, "the incoming migration", &err) < 0) {
 		close(fd);
+		close(lfd);
 		return refuse(-1, &err);
 	}
 	struct vm_shape shape;
@@ -93,10 +109,21 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
 	vmstate_loader_init(&l, vm, false);
 	l.allow_postcopy = true;
+	in.vm = vm;
+	in.fd = fd;
+	in.listen_fd = lfd;
 	l.on_sync = answer_sync;
-	l.sync_ctx = &fd;
+	l.on_channels = take_channels;
+	l.sync_ctx = &in;
 	if (vmstate_check_config(&l, &shape, &err) < 0 ||
 	    vmstate_load_rest(&l, &r, &err) < 0) {
+		mig_channels_stop(&in.channels);
+		status = refuse(fd, &err);
+		goto out;
+	}
+	close(lfd);
+	lfd = -1;
+	if (mig_channels_join(&in.channels, &err) < 0 || vmstate_check_ramhash(&l, &err) < 0) {
 		status = refuse(fd, &err);
 		goto out;
 	}
@@ -182,6 +209,9 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	return status;
 
 out:
+	mig_channels_stop(&in.channels);
+	if (lfd >= 0)
+		close(lfd);
 	vmstate_loader_free(&l);
 	mig_reader_free(&r);
 	if (fd >= 0)

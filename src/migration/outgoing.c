@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "machine/vm.h"
+#include "migration/channels.h"
 #include "migration/converge.h"
 #include "migration/postcopy_src.h"
 #include "migration/stream.h"
@@ -50,6 +51,8 @@ struct migration {
 	int64_t started_ns;
 	struct postcopy_progress pc;    /* during post-copy */
 	struct ram_codec codec;         /* the migration thread's */
+	struct mig_channels ch;         /* the connections that carry RAM */
+	bool ch_open;                   /* under lock: ch may be aborted */
 	uint64_t bytes_before_postcopy;
 };
 
@@ -154,13 +157,18 @@ static int send_pass(struct migration *m, struct mig_writer *w, const uint64_t *
 	if (limit && (!link || limit < link))
 		link = limit;
 	m->codec.bandwidth = link;
-	int rc = vmstate_save_ram_coded(m->vm, w, bitmap, &m->codec, &rs, err);
-	if (!rc && mig_flush(w) < 0)
-		rc = mig_writer_status(w, err);
+	int rc = mig_channels_send(&m->ch, m->vm, bitmap, &rs, err);
 	pthread_mutex_lock(&m->lock);
 	m->st.pages_sent += rs.pages_data + rs.pages_zero;
 	m->st.codec = m->codec.stats;
-	m->st.bytes_sent = w->bytes;
+	for (unsigned i = 1; i < m->ch.n; i++) {
+		const struct ram_codec_stats *cs = &m->ch.codec[i]->stats;
+		m->st.codec.pages_delta += cs->pages_delta;
+		m->st.codec.delta_bytes += cs->delta_bytes;
+		m->st.codec.sections_zstd += cs->sections_zstd;
+		m->st.codec.zstd_saved += cs->zstd_saved;
+	}
+	m->st.bytes_sent = w->bytes + mig_channels_aux_bytes(&m->ch);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -174,6 +182,8 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 	m->st.pages_remaining = left;
 	pthread_mutex_unlock(&m->lock);
 	int rc = send_pass(m, w, bitmap, err);
+	if (!rc)
+		rc = mig_channels_end(&m->ch, err);
 	pthread_mutex_lock(&m->lock);
 	bool verify = m->st.params.verify;
 	pthread_mutex_unlock(&m->lock);
@@ -184,7 +194,7 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 	if (!rc && mig_write_end(w) < 0)
 		rc = mig_writer_status(w, err);
 	pthread_mutex_lock(&m->lock);
-	m->st.bytes_sent = w->bytes;
+	m->st.bytes_sent = w->bytes + mig_channels_aux_bytes(&m->ch);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -270,13 +280,16 @@ static int switch_to_postcopy(struct migration *m, struct mig_writer *w, uint64_
 	pthread_mutex_lock(&m->lock);
 	m->st.pages_remaining = left;
 	pthread_mutex_unlock(&m->lock);
-	int rc = vmstate_save_postcopy(m->vm, w, bitmap, err);
+	/* The pages still owed go on the main connection, after GO. */
+	int rc = mig_channels_end(&m->ch, err);
+	if (!rc)
+		rc = vmstate_save_postcopy(m->vm, w, bitmap, err);
 	if (!rc)
 		rc = vmstate_save_machine(m->vm, w, err);
 	if (!rc && mig_write_end(w) < 0)
 		rc = mig_writer_status(w, err);
 	pthread_mutex_lock(&m->lock);
-	m->st.bytes_sent = w->bytes;
+	m->st.bytes_sent = w->bytes + mig_channels_aux_bytes(&m->ch);
 	pthread_mutex_unlock(&m->lock);
 	log_info("migration: switched to post-copy with %llu pages still to send",
 		 (unsigned long long)left);
@@ -439,6 +452,16 @@ static void *migration_main(void *arg)
 		mig_writer_status(&w, &err);
 		goto fail_send;
 	}
+	{
+		unsigned streams = m->st.params.streams;
+		int rc = mig_channels_open(&m->ch, streams, &addr, STALL_TIMEOUT_MS, &w, &m->codec,
+					   &m->st.params.codec, vm->ram.size, &err);
+		pthread_mutex_lock(&m->lock);
+		m->ch_open = true;
+		pthread_mutex_unlock(&m->lock);
+		if (rc < 0)
+			goto fail_send;
+	}
 
 	/* Pass 1: start tracking, then every populated page. */
 	set_phase(m, MIG_PHASE_PRECOPY);
@@ -451,7 +474,7 @@ static void *migration_main(void *arg)
 	bool bitmap_sent = true;
 	for (uint32_t pass = 1;; pass++) {
 		int64_t t0 = monotonic_ns();
-		uint64_t bytes0 = w.bytes;
+		uint64_t bytes0 = w.bytes + mig_channels_aux_bytes(&m->ch);
 		/* The last pass sent what the bitmap held. If this pass turns
 		 * out to be the stop-and-copy's, the pages collected here stay
 		 * in the bitmap and the final sync adds to them. */
@@ -541,7 +564,8 @@ static void *migration_main(void *arg)
 		int64_t dt = monotonic_ns() - t0;
 		pthread_mutex_lock(&m->lock);
 		if (dt > 0)
-			m->st.bandwidth = (uint64_t)((double)(w.bytes - bytes0) * 1e9 / (double)dt);
+			m->st.bandwidth = (uint64_t)((double)(w.bytes + mig_channels_aux_bytes(&m->ch) -
+							      bytes0) * 1e9 / (double)dt);
 		pthread_mutex_unlock(&m->lock);
 	}
 
@@ -582,7 +606,7 @@ static void *migration_main(void *arg)
 		 * by post-copy itself: the stream writer's thread goes first. */
 		pthread_mutex_lock(&m->lock);
 		m->w = NULL;
-		m->bytes_before_postcopy = w.bytes;
+		m->bytes_before_postcopy = w.bytes + mig_channels_aux_bytes(&m->ch);
 		pthread_mutex_unlock(&m->lock);
 		mig_writer_free(&w);
 		writer_ready = false;
@@ -626,6 +650,12 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(bitmap);
+	pthread_mutex_lock(&m->lock);
+	bool ch_open = m->ch_open;
+	m->ch_open = false;
+	pthread_mutex_unlock(&m->lock);
+	if (ch_open)
+		mig_channels_close(&m->ch);
 	ram_codec_free(&m->codec);
 	finish(m, end, &err);
 	if (end == MIG_PHASE_COMPLETED) {
@@ -764,6 +794,8 @@ int migration_cancel(struct vm *vm, struct error *err)
 	 * then the cancel flag, and resumes the guest. */
 	if (m->w)
 		mig_writer_abort(m->w, ECANCELED, "cancelled by the operator");
+	if (m->ch_open)
+		mig_channels_abort(&m->ch, ECANCELED, "cancelled by the operator");
 	if (m->fd >= 0)
 		shutdown(m->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&m->lock);
@@ -818,6 +850,8 @@ void migration_destroy(struct vm *vm)
 		m->cancel = true;
 		if (m->w)
 			mig_writer_abort(m->w, ECANCELED, "the VMM is stopping");
+		if (m->ch_open)
+			mig_channels_abort(&m->ch, ECANCELED, "the VMM is stopping");
 		if (m->fd >= 0)
 			shutdown(m->fd, SHUT_RDWR);
 		pthread_cond_signal(&m->resumed);

@@ -42,6 +42,7 @@ struct mig_params {
 	enum mig_strategy strategy;
 	struct ram_codec_params codec;
 	bool verify;            /* send a digest of all RAM; the destination checks it */
+	unsigned streams;       /* connections carrying RAM (1 to 8) */
 };
 
 const char *mig_strategy_name(enum mig_strategy s);

@@ -39,12 +39,20 @@ struct ram_codec {
 	struct codec_meter delta_meter, zstd_meter;
 	uint64_t delta_tries, zstd_tries;
 	struct ram_codec_stats stats;
+	/* With several channels, this codec's sender takes the pages of
+	 * 1 MiB chunks number part, part + nparts, ... (nparts 0 or 1: all). */
+	unsigned part, nparts;
 	uint8_t scratch[PAGECODEC_PAGE_SIZE];
 };
 
 int ram_codec_init(struct ram_codec *c, const struct ram_codec_params *p, uint64_t ram_size,
 		   struct error *err);
 void ram_codec_free(struct ram_codec *c);
+/* Whether pfn is this codec's to send (its channel's share). */
+static inline bool ram_codec_owns(const struct ram_codec *c, uint64_t pfn)
+{
+	return c->nparts <= 1 || (pfn >> 8) % c->nparts == c->part;
+}
 /* One page record for pfn at out (room for 8 + 4096 bytes); its length. */
 size_t ram_codec_put_page(struct ram_codec *c, const struct guest_ram *ram, uint64_t pfn,
 			  uint8_t *out, struct ram_stats *stats);

@@ -30,6 +30,8 @@ enum mig_section_type {
 	MIG_SEC_POSTCOPY = 6,   /* live migration only: the pages still to come */
 	MIG_SEC_RAMHASH = 7,    /* XXH3 of all guest RAM, for the receiver to check */
 	MIG_SEC_SYNC = 8,       /* live migration: answer SYNCED once all before is applied */
+	MIG_SEC_CHANNELS = 9,   /* live migration: more connections carry RAM */
+	MIG_SEC_CHANNEL = 10,   /* first section on such a connection: which one */
 	MIG_SEC_END = 0xffff,
 };
 

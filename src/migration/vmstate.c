@@ -203,6 +203,8 @@ int vmstate_save_ram_coded(struct vm *vm, struct mig_writer *w, const uint64_t *
 	unsigned in_section = 0;
 	int rc = 0;
 	for (uint64_t pfn = 0; pfn < pages && !rc; pfn++) {
+		if (codec && !ram_codec_owns(codec, pfn))
+			continue;    /* another channel's */
 		bool wanted = bitmap ? (bitmap[pfn / 64] >> (pfn % 64)) & 1 : resident[pfn] & 1;
 		if (!wanted) {
 			stats->pages_skipped++;
@@ -845,6 +847,11 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 		return load_postcopy(l, s, err);
 	case MIG_SEC_RAMHASH:
 		return load_ramhash(l, s, err);
+	case MIG_SEC_CHANNELS:
+		if (!l->on_channels)
+			return error_set(err, EPROTO, "a CHANNELS section belongs to a live migration "
+					 "only");
+		return l->on_channels(l->sync_ctx, s, err);
 	case MIG_SEC_SYNC:
 		if (!l->on_sync)
 			return error_set(err, EPROTO, "a SYNC section belongs to a live migration only");
@@ -877,15 +884,19 @@ int vmstate_load_rest(struct vmstate_loader *l, struct mig_reader *r, struct err
 		if (!((l->devices_seen >> i) & 1))
 			return error_set(err, EPROTO, "%s has no state for %s", r->what,
 					 vm->bus.devices[i]->id);
-	if (l->has_ramhash && !l->owed) {
-		uint64_t mine = vmstate_ram_digest(vm);
-		if (mine != l->ramhash)
-			return error_set(err, EPROTO, "%s: guest RAM here differs from the source's "
-					 "(digest %016llx, the source's %016llx): pages were lost or "
-					 "corrupted on the way", r->what, (unsigned long long)mine,
-					 (unsigned long long)l->ramhash);
-		log_info("%s: guest RAM verified against the source's digest", r->what);
-	}
 	vm_set_guest_time(vm, l->guest_time);
+	return 0;
+}
+
+int vmstate_check_ramhash(struct vmstate_loader *l, struct error *err)
+{
+	if (!l->has_ramhash || l->owed)
+		return 0;
+	uint64_t mine = vmstate_ram_digest(l->vm);
+	if (mine != l->ramhash)
+		return error_set(err, EPROTO, "guest RAM here differs from the source's (digest "
+				 "%016llx, the source's %016llx): pages were lost or corrupted on "
+				 "the way", (unsigned long long)mine, (unsigned long long)l->ramhash);
+	log_info("guest RAM verified against the source's digest");
 	return 0;
 }

@@ -87,6 +87,8 @@ struct vmstate_loader {
 	/* Called at a SYNC section (live migration: answers SYNCED). */
 	int (*on_sync)(void *ctx, struct error *err);
 	void *sync_ctx;
+	/* Called at a CHANNELS section (live migration: accept the others). */
+	int (*on_channels)(void *ctx, const struct mig_section *s, struct error *err);
 	uint64_t ramhash;
 	uint64_t owed_pages;
 };
@@ -103,5 +105,7 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 /* Reads and applies sections until END; then checks that every hart and
  * device got its state. */
 int vmstate_load_rest(struct vmstate_loader *l, struct mig_reader *r, struct error *err);
+/* After all RAM arrived (every channel): a RAMHASH, if one came, matches. */
+int vmstate_check_ramhash(struct vmstate_loader *l, struct error *err);
 
 #endif

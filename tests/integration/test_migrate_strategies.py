@@ -134,11 +134,12 @@ def test_postcopy_link_cut_and_resumed(guest, lab):
 
 @pytest.mark.parametrize("codec", [("--delta", "on", "--compress", "off"),
                                    ("--delta", "off", "--compress", "on"),
-                                   ("--delta", "on", "--compress", "on")])
+                                   ("--delta", "on", "--compress", "on"),
+                                   ("--delta", "on", "--compress", "on", "--streams", "3")])
 def test_codecs_keep_guest_ram_identical(guest, codec):
-    """Deltas and compression on the wire: the destination hashes all of its
-    guest RAM and compares it with the source's digest taken at the
-    switch-over (--verify); a mismatch would fail the migration."""
+    """Deltas, compression and several connections: the destination hashes
+    all of its guest RAM and compares it with the source's digest taken at
+    the switch-over (--verify); a mismatch would fail the migration."""
     before = guest.counter_lines()
     st = guest.move_to(other(guest), "--strategy", "precopy", "--bandwidth", BANDWIDTH,
                        "--max-passes", "6", "--verify", *codec)
@@ -148,4 +149,7 @@ def test_codecs_keep_guest_ram_identical(guest, codec):
         assert st["codec"]["pages_delta"] > 0, st
     if codec[3] == "on":
         assert st["codec"]["sections_zstd"] > 0, st
+    if "--streams" in codec:
+        assert st["params"]["streams"] == 3, st
+        assert "incoming migration over 3 connections" in log, log
     intact(guest, before)
