@@ -223,6 +223,7 @@ static int read_channel(struct mig_channels_in *in, unsigned i, uint64_t session
 	struct vmstate_loader l;
 	vmstate_loader_init(&l, in->vm, false);
 	l.config_checked = true;
+	l.live = true;
 	while (!rc) {
 		rc = mig_read_section(&r, &s, err);
 		if (rc == 0)

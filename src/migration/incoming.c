@@ -108,7 +108,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	/* Pages may come several times (re-sent after being dirtied): a
 	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
 	vmstate_loader_init(&l, vm, false);
-	l.allow_postcopy = true;
+	l.live = true;
 	in.vm = vm;
 	in.fd = fd;
 	in.listen_fd = lfd;

@@ -318,7 +318,7 @@ static int reconnect(struct migration *m, const char *to, const char *session, u
 	struct vmstate_loader l;
 	vmstate_loader_init(&l, m->vm, false);
 	l.config_checked = true;
-	l.allow_postcopy = true;
+	l.live = true;
 	while (!rc) {
 		struct mig_section s;
 		rc = mig_read_section(&r, &s, err);

@@ -434,7 +434,7 @@ static int load_postcopy(struct vmstate_loader *l, const struct mig_section *s,
 			 struct error *err)
 {
 	struct guest_ram *ram = &l->vm->ram;
-	if (!l->allow_postcopy)
+	if (!l->live)
 		return error_set(err, EPROTO, "a POSTCOPY section belongs to a live migration only");
 	if (s->version != POSTCOPY_VERSION || s->instance != 0)
 		return error_set(err, EPROTO, "POSTCOPY section version %u, instance %u: this tern "
@@ -613,7 +613,7 @@ static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struc
 {
 	struct guest_ram *ram = &l->vm->ram;
 	/* Check every record before applying any. */
-	int rc = check_ram_records(ram, s, true, err);
+	int rc = check_ram_records(ram, s, l->live, err);
 	if (rc)
 		return rc;
 	struct zero_run run = { 0 };

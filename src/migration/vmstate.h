@@ -81,7 +81,7 @@ struct vmstate_loader {
 	bool fresh_ram;            /* target RAM never touched: ZERO pages need no write */
 	struct ram_stats ram;
 	uint64_t guest_time;       /* from MACHINE */
-	bool allow_postcopy;       /* a live migration may end in post-copy */
+	bool live;                 /* a live migration: deltas, post-copy allowed */
 	uint64_t *owed;            /* from POSTCOPY: pages that come after GO (malloc'd) */
 	bool has_ramhash;          /* RAMHASH came: check RAM at the end of the load */
 	/* Called at a SYNC section (live migration: answers SYNCED). */

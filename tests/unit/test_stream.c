@@ -1456,6 +1456,108 @@ static void ram_word_refused(uint64_t word, const char *needle)
 	ram_refused(rec, (word & 0xfff) == PAGE_DATA ? sizeof(rec) : 8, needle);
 }
 
+/* A snapshot is not a live migration: the sections only a live stream may
+ * carry are refused there, before anything is applied. */
+static void test_live_only_sections_refused(void **state)
+{
+	(void)state;
+	static const struct {
+		uint32_t type;
+		const char *needle;
+	} cases[] = {
+		{ MIG_SEC_POSTCOPY, "a POSTCOPY section belongs to a live migration only" },
+		{ MIG_SEC_SYNC, "a SYNC section belongs to a live migration only" },
+		{ MIG_SEC_CHANNELS, "a CHANNELS section belongs to a live migration only" },
+		{ MIG_SEC_CHANNEL, "an unexpected CHANNEL section" },
+	};
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct stream st;
+		edit_1(&st);
+		uint8_t payload[16] = { 0 };
+		stream_insert(&st, 1, cases[i].type, 0, 1, payload, sizeof(payload));
+		struct vm *vm;
+		expect_refused_vm(&st, 1, cases[i].needle, &vm);
+		expect_untouched(vm);
+		vm_destroy(vm);
+	}
+}
+
+/* As load_into, for a live migration's stream (deltas allowed). */
+static int load_live(struct vm *vm, const void *data, size_t len, struct error *err)
+{
+	int fd = mem_fd(data, len);
+	struct mig_reader r;
+	assert_int_equal(mig_reader_init(&r, fd, WHAT, err), 0);
+	struct vm_shape shape;
+	int rc = vmstate_read_shape(&r, &shape, err);
+	if (!rc) {
+		struct vmstate_loader l;
+		vmstate_loader_init(&l, vm, false);
+		l.live = true;
+		rc = vmstate_check_config(&l, &shape, err);
+		if (!rc)
+			rc = vmstate_load_rest(&l, &r, err);
+		vmstate_loader_free(&l);
+	}
+	mig_reader_free(&r);
+	close(fd);
+	return rc;
+}
+
+/* A page sent whole, then as a delta against that copy: the page ends up
+ * with the new bytes; a delta that runs past the page is refused. */
+static void test_ram_delta(void **state)
+{
+	(void)state;
+	uint8_t page[PAGE];
+	for (unsigned i = 0; i < PAGE; i++)
+		page[i] = (uint8_t)(i * 7);
+	/* skip 100, copy 3 bytes; skip 4000 - 103 = 3897, copy 1 byte */
+	static const uint8_t delta[] = { 100, 3, 0xaa, 0xbb, 0xcc, 0xb9, 0x1e, 1, 0xdd };
+	for (int bad = 0; bad < 2; bad++) {
+		struct stream st;
+		edit_1(&st);
+		struct bytes rec = { 0 };
+		b_le(&rec, (MEMMAP_RAM_BASE + GOOD_PAGE) | PAGE_DATA, 8);
+		b_put(&rec, page, sizeof(page));
+		b_le(&rec, (MEMMAP_RAM_BASE + GOOD_PAGE) | 0x4, 8);
+		if (bad) {
+			/* skip 4095, copy 2: one byte past the page */
+			static const uint8_t past[] = { 0xff, 0x1f, 2, 1, 2 };
+			b_le(&rec, sizeof(past), 2);
+			b_put(&rec, past, sizeof(past));
+		} else {
+			b_le(&rec, sizeof(delta), 2);
+			b_put(&rec, delta, sizeof(delta));
+		}
+		stream_insert(&st, 1, MIG_SEC_RAM, 0, 1, rec.p, rec.len);
+		b_free(&rec);
+		struct bytes b;
+		stream_write(&st, &b);
+		stream_free(&st);
+		struct vm *vm = new_vm(1, 128 * MIB);
+		struct error err = { 0 };
+		int rc = load_live(vm, b.p, b.len, &err);
+		b_free(&b);
+		if (bad) {
+			assert_true(rc < 0);
+			expect_msg(&err, "page 0x80042000");
+		} else {
+			if (rc)
+				fail_msg("load: %s", err.msg);
+			const uint8_t *got = vm->ram.host + GOOD_PAGE;
+			uint8_t want[PAGE];
+			memcpy(want, page, PAGE);
+			want[100] = 0xaa;
+			want[101] = 0xbb;
+			want[102] = 0xcc;
+			want[4000] = 0xdd;
+			assert_memory_equal(got, want, PAGE);
+		}
+		vm_destroy(vm);
+	}
+}
+
 static void test_ram_refusals(void **state)
 {
 	const uint64_t base = MEMMAP_RAM_BASE, end = MEMMAP_RAM_BASE + 128 * MIB;
@@ -1471,7 +1573,7 @@ static void test_ram_refusals(void **state)
 	/* Flags: none, both, unknown, and what a misaligned address looks like. */
 	ram_word_refused(base | 0, "RAM section: page 0x80000000 has flags 0x0");
 	ram_word_refused(base | 3, "page 0x80000000 has flags 0x3");
-	ram_word_refused(base | 4, "the delta of page 0x80000000 is cut short");
+	ram_word_refused(base | 4, "page 0x80000000 has flags 0x4");
 	ram_word_refused(base | 8, "has flags 0x8");
 	ram_word_refused(base | 0x800 | PAGE_DATA, "has flags 0x802");
 	ram_word_refused(base | 0xfff, "has flags 0xfff");
@@ -1948,6 +2050,8 @@ int main(void)
 		cmocka_unit_test(test_config_malformed),
 		cmocka_unit_test(test_config_record_version),
 		cmocka_unit_test(test_ram_refusals),
+		cmocka_unit_test(test_live_only_sections_refused),
+		cmocka_unit_test(test_ram_delta),
 		cmocka_unit_test(test_ram_zero_pages),
 		cmocka_unit_test(test_hart_refusals),
 		cmocka_unit_test(test_hart_sections),
