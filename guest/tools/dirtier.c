@@ -10,7 +10,10 @@
  * SIGUSR2 checks the working set against what the dirtier knows it wrote
  * and prints "dirtier: verify ok ..." or "dirtier: verify FAILED ...", while
  * it keeps running: a page a migration left stale shows up there.
- * usage: dirtier [-s SIZE_MIB] [-r RATE_MIBPS] [-p seq|rand] [-t SECONDS] [-c]
+ * -f fills the working set with incompressible pseudo-random words first, as
+ * real data would be; without it the pages hold little but zeros, which
+ * compression on the wire makes nearly free.
+ * usage: dirtier [-s SIZE_MIB] [-r RATE_MIBPS] [-p seq|rand] [-t SECONDS] [-c] [-f]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -67,7 +70,8 @@ static void usage(FILE *f)
 		"  -r RATE_MIBPS  MiB of pages dirtied per second, 0 = flat out (default 0)\n"
 		"  -p seq|rand    page order: sequential sweep or random pages (default seq)\n"
 		"  -t SECONDS     stop after this many seconds, 0 = run until signalled (default 0)\n"
-		"  -c             print a checksum of the working set when stopping\n");
+		"  -c             print a checksum of the working set when stopping\n"
+		"  -f             fill the working set with incompressible data first\n");
 }
 
 /* Parses a non-negative decimal number, rejecting trailing junk and overflow,
@@ -139,6 +143,18 @@ static uint64_t next_random(uint64_t *state)
  * memory each page holds last[page] at its slot, and every other word is 0
  * or an older counter sitting at its own slot. A page left stale (or a stale
  * page of last[]) breaks one of these. Returns the first bad page or -1. */
+/* The word -f puts at index i of the working set: splitmix64, with the top
+ * bit set so that it can never be mistaken for a counter value. */
+static uint64_t fill_word(uint64_t i)
+{
+	uint64_t z = i + 0x9E3779B97F4A7C15ULL;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return (z ^ (z >> 31)) | (1ULL << 63);
+}
+
+static bool filled;
+
 static long verify(const uint64_t *mem, const uint64_t *last, size_t npages,
 		   size_t words_per_page, char *why, size_t why_len)
 {
@@ -153,7 +169,8 @@ static long verify(const uint64_t *mem, const uint64_t *last, size_t npages,
 		}
 		for (size_t w = 0; w < words_per_page; w++) {
 			uint64_t v = page[w];
-			if (v && (v > newest || v % words_per_page != w)) {
+			uint64_t untouched = filled ? fill_word(p * words_per_page + w) : 0;
+			if (v != untouched && (v > newest || v % words_per_page != w)) {
 				snprintf(why, why_len, "page %zu: word %zu holds %" PRIu64
 					 " (last write to the page: %" PRIu64 ")", p, w, v, newest);
 				return (long)p;
@@ -183,7 +200,7 @@ int main(int argc, char **argv)
 	bool random_order = false, want_checksum = false;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "s:r:p:t:ch")) != -1) {
+	while ((opt = getopt(argc, argv, "s:r:p:t:cfh")) != -1) {
 		switch (opt) {
 		case 's':
 			if (!parse_u64(optarg, 1ULL << 20, &size_mib) || size_mib == 0) {
@@ -215,6 +232,9 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			want_checksum = true;
+			break;
+		case 'f':
+			filled = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -252,6 +272,11 @@ int main(int argc, char **argv)
 	if (last == MAP_FAILED) {
 		fprintf(stderr, "dirtier: mmap of the write log: %s\n", strerror(errno));
 		return 1;
+	}
+	if (filled) {
+		for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
+			mem[i] = fill_word(i);
+		fprintf(stderr, "dirtier: filled %" PRIu64 " MiB\n", size_mib);
 	}
 	/* No SA_RESTART: the signal must cut a clock_nanosleep short. */
 	struct sigaction sa;

@@ -56,6 +56,9 @@ struct migration {
 	uint64_t bytes_before_postcopy;
 };
 
+/* A pass this large (or long) tells the end-to-end page rate. */
+#define PAGE_RATE_MIN_PAGES 1024
+#define PAGE_RATE_MIN_NS 50000000
 /* auto turns to post-copy rather than take more than this from the guest. */
 #define AUTO_MAX_THROTTLE_PCT 50
 
@@ -469,6 +472,7 @@ static void *migration_main(void *arg)
 	uint64_t sent_last_pass = 0;
 	struct converge conv = { 0 };
 	bool to_postcopy = false, caught_up = false;
+	double page_rate = 0;       /* pages/s a large enough pass delivered */
 	/* Whether the pages in the bitmap went out; if not (a pass skipped to
 	 * let the destination catch up), the next sync adds to them. */
 	bool bitmap_sent = true;
@@ -491,18 +495,22 @@ static void *migration_main(void *arg)
 		struct mig_params p = m->st.params;
 		uint64_t bandwidth = m->st.bandwidth;
 		pthread_mutex_unlock(&m->lock);
-		/* What the rest would take: at the link's own speed (or the
-		 * limit), not at a pass's throughput, which for a pass of a
-		 * few pages is mostly latency and would never let it end. */
+		/* What the rest would take: at the pages per second the last
+		 * pass that was large enough to tell delivered end to end
+		 * (encoding, the link, the destination applying them), which
+		 * a small pass cannot show (latency), nor the socket's write
+		 * speed (the destination may be slower). Until a pass told,
+		 * the link's speed in raw pages. */
 		uint64_t link = mig_writer_link_rate(&w);
 		if (p.bandwidth && (!link || p.bandwidth < link))
 			link = p.bandwidth;
 		if (link)
 			bandwidth = link;
+		double rate = page_rate > 0 ? page_rate : (double)bandwidth / PAGE_WIRE_BYTES;
 
 		last_sync = t0;
 		if (pass > 1) {
-			uint64_t expect_ms = bandwidth ? dirty * PAGE_WIRE_BYTES * 1000 / bandwidth : 0;
+			uint64_t expect_ms = rate > 0 ? (uint64_t)((double)dirty * 1000.0 / rate) : 0;
 			pthread_mutex_lock(&m->lock);
 			m->st.expected_downtime_ms = expect_ms;
 			pthread_mutex_unlock(&m->lock);
@@ -541,9 +549,9 @@ static void *migration_main(void *arg)
 						 "throttling the guest's dirtying by %u%%", pass - 1,
 						 (unsigned long long)dirty,
 						 (unsigned long long)sent_last_pass, t);
-				/* (100 - t)% of what the link carried in the last pass. */
+				/* (100 - t)% of the pages a pass delivers per second. */
 				if (t)
-					vm_set_dirty_limit(vm, bandwidth / PAGE_WIRE_BYTES * (100 - t) / 100);
+					vm_set_dirty_limit(vm, (uint64_t)(rate * (100 - t) / 100));
 				pthread_mutex_lock(&m->lock);
 				m->st.throttle_pct = t;
 				pthread_mutex_unlock(&m->lock);
@@ -562,6 +570,8 @@ static void *migration_main(void *arg)
 			goto out;
 		}
 		int64_t dt = monotonic_ns() - t0;
+		if (sent_last_pass >= PAGE_RATE_MIN_PAGES || dt >= PAGE_RATE_MIN_NS)
+			page_rate = (double)sent_last_pass * 1e9 / (double)(dt > 0 ? dt : 1);
 		pthread_mutex_lock(&m->lock);
 		if (dt > 0)
 			m->st.bandwidth = (uint64_t)((double)(w.bytes + mig_channels_aux_bytes(&m->ch) -
