@@ -1,0 +1,1042 @@
+#!/usr/bin/env python3
+"""migrate_bench: live migration of the same Debian guest on tern and on
+qemu-system-riscv64 (TCG, -M virt, Debian's OpenSBI), side by side in one
+run, source and destination on this machine, over 127.0.0.1.
+
+Both VMMs get the same kernel, initrd, memory, harts and kernel command line:
+the guest's /init runs `heartbeat -l -i 5000` (a line "HB <seq> <ns>" every
+5 ms on ttyS1) and, for the loaded rows, `dirtier -s 256 -r RATE -f` (one word
+rewritten in each page of a 256 MiB working set, RATE MiB/s, 0 = flat out).
+ttyS1 is tern's second UART and, on QEMU, a PCI 16550 (`-device pci-serial`):
+the same 8250 driver in the guest, ttyS1 there too.
+
+Per row and VMM: boot the source, wait until the dirtier has written its
+whole working set (plus 2 s to read its rate), wait --settle seconds, start
+the destination, migrate, poll the status until it ends, then check the
+guest on the destination (it beats again, its shell answers, the dirtier's
+own check of every page it wrote says ok).
+  tern          `tern vm migrate --to tcp:...` with tern's defaults (downtime
+                limit 30 ms, strategy auto), polled with migrate-status; the run
+                uses a copy of build/tern made at its start
+  qemu          QMP migrate-set-parameters max-bandwidth 100 GiB/s (uncapped)
+                and downtime-limit 300 ms (QEMU's default), migrate,
+                query-migrate
+  qemu-dl30     the same with downtime-limit 30 ms, tern's default
+  qemu-dl30-ac  (not in the default set) dl=30 plus QEMU's auto-converge
+QEMU 7.2 (Debian 12) does not migrate armed timers (fixed upstream in QEMU
+10.2, "Fix RISC-V timer migration issues", not backported): on the
+destination the interrupt Linux waits for never comes and the guest hangs.
+So QEMU runs with Sstc off (Linux programs its timer through SBI, i.e. the
+ACLINT's mtimecmp) and, as soon as its destination reports running, this
+script writes each hart's mtimecmp back as it is through a qtest socket,
+which arms the timer again (--no-qemu-timer-fix shows the hang). That costs
+a QMP round trip and a few qtest ones, and is inside the heartbeat figure.
+Figures:
+  total       the VMM's own total time (tern elapsed_ms, QEMU total-time)
+  downtime    as the VMM reports it (tern: pause until the destination's
+              RUNNING; QEMU: stop until the source finished sending)
+  hb gap      the largest gap between arrivals, on the host, of heartbeat
+              lines across the switch-over (the source's ttyS1, then the
+              destination's), from 1 s before the last line of the source to
+              2 s after the first line of the destination
+  hb switch   the gap between the source's last line and the destination's
+              first
+  hb guest    the switch-over gap by the guest's own clock (the HB lines'
+              timestamps): near the host's figure when the guest was stalled
+              with its time running (a throttled hart, a post-copy page wait),
+              small when it was paused (time stands still)
+  hb mig      the largest gap anywhere from the migrate command to 2 s after
+              the destination's first line (throttling stalls show here)
+  hb base     the largest gap in the --settle seconds before the migration:
+              the heartbeat's own jitter on this guest and load
+  wire        bytes sent as the VMM counts them (tern bytes_sent, QEMU
+              ram.transferred)
+  passes      tern `pass` (memory rounds, the stop-and-copy one included);
+              QEMU ram.dirty-sync-count (bitmap syncs, the final one included)
+  floor       wire bytes / loopback bandwidth, measured here first with a
+              socket pair moving 1 GiB over 127.0.0.1 (best of 3)
+Prints each figure, the tern/QEMU ratios and the exact commands; with the
+full default matrix (or --write-docs) it writes the results into
+docs/benchmarks.md, section "Live migration (bench/migrate)"."""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from ternvm import KERNEL, INITRD, TERN_BIN, Vm, guest_images  # noqa: E402
+
+OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
+DOCS = REPO / "docs" / "benchmarks.md"
+SECTION = "## Live migration (bench/migrate)"
+QEMU_MAX_BANDWIDTH = 100 << 30          # bytes/s: loopback never hits it
+TERN_DEFAULT_DOWNTIME_MS = 30           # docs/migration-protocol.md, Parameters
+
+# name: (guest MiB, dirtier rate in MiB/s or None for idle; 0 = flat out)
+ROWS = {
+    "256M-idle": (256, None),
+    "1G-idle": (1024, None),
+    "2G-idle": (2048, None),
+    "1G-dirty16": (1024, 16),
+    "1G-dirty64": (1024, 64),
+    "1G-dirty256": (1024, 256),
+    "1G-dirtymax": (1024, 0),
+}
+DEFAULT_ROWS = ["1G-idle", "2G-idle", "1G-dirty16", "1G-dirty64", "1G-dirty256", "1G-dirtymax"]
+QUICK_ROWS = ["256M-idle"]
+WORKING_SET_MIB = 256
+VMMS = {"tern": "tern", "qemu": "QEMU dl=300", "qemu-dl30": "QEMU dl=30",
+        "qemu-dl30-ac": "QEMU dl=30 ac"}
+DEFAULT_VMMS = ["tern", "qemu", "qemu-dl30"]
+# QEMU variants: downtime-limit in ms, auto-converge capability
+QEMU_VARIANTS = {"qemu": (300, False), "qemu-dl30": (30, False), "qemu-dl30-ac": (30, True)}
+FINAL = ("completed", "failed", "cancelled", "unknown", "none")
+
+COMMANDS = []                            # (label, command text), in order
+TERN = [TERN_BIN]                        # the binary this run uses: a copy, see main()
+MACHINE = ["?"]                          # machine_info() when the run started
+
+
+def note_cmd(label, text):
+    if (label, text) not in COMMANDS:
+        COMMANDS.append((label, text))
+    print(f"# {label}: {text}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- loopback bandwidth -------------------------------------------------------
+
+def loopback_once(nbytes):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    got = [0]
+
+    def sink():
+        conn, _ = srv.accept()
+        buf = memoryview(bytearray(4 << 20))
+        with conn:
+            while True:
+                n = conn.recv_into(buf)
+                if not n:
+                    break
+                got[0] += n
+
+    th = threading.Thread(target=sink)
+    th.start()
+    chunk = b"\x5a" * (4 << 20)
+    t0 = time.monotonic()
+    with socket.create_connection(srv.getsockname()) as c:
+        for _ in range(nbytes // len(chunk)):
+            c.sendall(chunk)
+        c.shutdown(socket.SHUT_WR)
+        th.join()
+    dt = time.monotonic() - t0
+    srv.close()
+    assert got[0] == nbytes, (got[0], nbytes)
+    return nbytes / dt
+
+
+def loopback_bandwidth(nbytes=1 << 30, runs=3):
+    """The best of a few runs: the floor is a lower bound."""
+    rates = [loopback_once(nbytes) for _ in range(runs)]
+    return max(rates), rates
+
+
+# ---- heartbeat ----------------------------------------------------------------
+
+class HbReader:
+    """Connects to a unix socket carrying the guest's ttyS1 (retrying until it
+    exists) and timestamps each "HB <seq> <ns>" line as it arrives."""
+
+    def __init__(self, path, label, connect_timeout=600.0):
+        self.path, self.label = str(path), label
+        self.lines = []                  # (host monotonic ns, seq, guest ns)
+        self.connected_ns = None
+        self.error = None
+        self._stop = threading.Event()
+        self._sock = None
+        self._deadline = time.monotonic() + connect_timeout
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.path)
+                break
+            except OSError:
+                s.close()
+                if time.monotonic() > self._deadline:
+                    self.error = f"{self.path}: never appeared"
+                    return
+                time.sleep(0.001)
+        else:
+            return
+        self._sock = s
+        self.connected_ns = time.monotonic_ns()
+        pending = b""
+        rx = re.compile(rb"HB (\d+) (\d+)")
+        while not self._stop.is_set():
+            try:
+                data = s.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            now = time.monotonic_ns()
+            pending += data
+            *full, pending = pending.split(b"\n")
+            for line in full:
+                m = rx.search(line)
+                if m:
+                    self.lines.append((now, int(m.group(1)), int(m.group(2))))
+
+    def count(self):
+        return len(self.lines)
+
+    def close(self):
+        self._stop.set()
+        if self._sock:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(5)
+        if self._sock:
+            self._sock.close()
+
+
+def max_gap_ms(times):
+    return max((b - a for a, b in zip(times, times[1:])), default=0) / 1e6
+
+
+def heartbeat_figures(src, dst, t_migrate_ns, settle_s):
+    """Gaps in the merged stream: the source's lines, then the destination's."""
+    s, d = list(src.lines), list(dst.lines)
+    if not s or not d:
+        raise RuntimeError(f"heartbeat lines: {len(s)} from the source, {len(d)} from the "
+                           "destination")
+    last_src, first_dst = s[-1], d[0]
+    t_lo = last_src[0] - 1_000_000_000
+    t_hi = first_dst[0] + 2_000_000_000
+    merged = [t for t, _, _ in s if t >= t_lo] + [t for t, _, _ in d if t <= t_hi]
+    base_lines = [x for x in s if t_migrate_ns - settle_s * 1e9 <= x[0] <= t_migrate_ns]
+    base = [t for t, _, _ in base_lines]
+    return {
+        "hb_gap_ms": max_gap_ms(merged),
+        "hb_switch_ms": (first_dst[0] - last_src[0]) / 1e6,
+        "hb_base_ms": max_gap_ms(base),
+        "hb_base_guest_ms": max_gap_ms([g for _, _, g in base_lines]),
+        "hb_mig_ms": max_gap_ms([t for t, _, _ in s if t >= t_migrate_ns] +
+                                [t for t, _, _ in d if t <= t_hi]),
+        "hb_lost": first_dst[1] - last_src[1] - 1,
+        "hb_guest_ms": (first_dst[2] - last_src[2]) / 1e6,
+    }
+
+
+# ---- guest workload -------------------------------------------------------------
+
+def guest_cmdline(args, rate):
+    words = [f"tern.heartbeat={args.heartbeat_us}", "tern.heartbeat_lines=1"]
+    if rate is not None:
+        # -f: incompressible data in the working set, as real memory holds.
+        words.append(f"tern.dirtier=-s,{WORKING_SET_MIB},-r,{rate},-f")
+    return " ".join(words)
+
+
+def prepare_guest(vm, rate, hb, settle_s):
+    """Waits for the heartbeat and, for a loaded row, until the dirtier wrote
+    its whole working set; returns the dirtier's last-second rate."""
+    deadline = time.monotonic() + 120
+    while hb.count() < 10:
+        if hb.error or time.monotonic() > deadline:
+            raise RuntimeError(f"no heartbeat on ttyS1 ({hb.error or 'timeout'})")
+        time.sleep(0.1)
+    achieved = None
+    if rate is not None:
+        deadline = time.monotonic() + 1200
+        while True:
+            out = vm.sh("tail -1 /tmp/dirtier.log", timeout=60)
+            m = re.search(r"dirtied=([\d.]+) MiB \(last second ([\d.]+) MiB\)", out)
+            if m and float(m.group(1)) >= WORKING_SET_MIB:
+                # The rate once populating is over, in a full second of it.
+                time.sleep(2)
+                out = vm.sh("tail -1 /tmp/dirtier.log", timeout=60)
+                m = re.search(r"last second ([\d.]+) MiB", out)
+                achieved = float(m.group(1)) if m else None
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("dirtier never covered its working set: " + out)
+            time.sleep(1)
+    time.sleep(settle_s)
+    return achieved
+
+
+def wait_heartbeat(hb, seconds=10.0):
+    """The destination's guest beats again (or the run fails: it hangs)."""
+    deadline = time.monotonic() + seconds
+    while not hb.count():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no heartbeat from the destination {seconds:.0f} s after the "
+                               "migration ended: the guest does not run there")
+        time.sleep(0.01)
+
+
+def check_destination(vm, rate):
+    """The migrated guest answers, and the dirtier finds every page as it
+    last wrote it. Returns the verify line (or "shell ok")."""
+    vm.sh("true", timeout=120)
+    if rate is None:
+        return "shell ok"
+    vm.sh("kill -USR2 $(cat /tmp/dirtier.pid)", timeout=60)
+    deadline = time.monotonic() + 300
+    while True:
+        out = vm.sh("grep 'verify' /tmp/dirtier.log || true", timeout=60)
+        if "verify" in out:
+            line = out.strip().splitlines()[-1]
+            if "verify ok" not in line:
+                raise RuntimeError(f"dirtier after migration: {line}")
+            # The dirtier's rate second by second around the migration.
+            log = vm.sh("tail -n 16 /tmp/dirtier.log", timeout=60)
+            rates = re.findall(r"last second ([\d.]+) MiB", log)
+            return f"{line}; dirtier MiB/s, last {len(rates)} s: " + " ".join(
+                f"{float(x):.0f}" for x in rates)
+        if time.monotonic() > deadline:
+            raise TimeoutError("the dirtier never answered SIGUSR2")
+        time.sleep(1)
+
+
+# ---- tern -------------------------------------------------------------------
+
+class TernVm(Vm):
+    """ternvm.Vm with ttyS1 on a unix socket (for the heartbeat reader)."""
+
+    def __init__(self, workdir, **kw):
+        super().__init__(workdir, **kw)
+        self.hb_path = self.workdir / "ttyS1.sock"
+
+    def command(self):
+        cmd = super().command()
+        cmd[cmd.index("--serial1") + 1] = f"unix:{self.hb_path}"
+        return cmd
+
+
+def tern_round(args, row, mem_mib, rate, work):
+    run_dir = work / f"tern-{row}"
+    for name in ("src", "dst"):
+        for f in ("console.sock", "api.sock", "ttyS1.sock"):
+            (run_dir / name / f).unlink(missing_ok=True)
+    src = TernVm(run_dir / "src", cpus=args.cpus, memory=f"{mem_mib}M", binary=TERN[0],
+                 kernel=KERNEL, initrd=INITRD, cmdline=guest_cmdline(args, rate))
+    port = free_port()
+    dst = TernVm(run_dir / "dst", incoming=f"tcp:127.0.0.1:{port}", binary=TERN[0])
+    readers = []
+    try:
+        note_cmd(f"{row} tern source", shlex.join(src.command()))
+        src.start()
+        hb_src = HbReader(src.hb_path, "src")
+        readers.append(hb_src)
+        src.console.wait_for(r"TERN-READY", 600)
+        src.sh("true", timeout=60)
+        achieved = prepare_guest(src, rate, hb_src, args.settle)
+        note_cmd(f"{row} tern destination", shlex.join(dst.command()))
+        dst.start()
+        dst.wait_listening(60)
+        hb_dst = HbReader(dst.hb_path, "dst", connect_timeout=args.timeout + 60)
+        readers.append(hb_dst)
+        mig = [TERN[0], "vm", "migrate", "--api-socket", str(src.api_path),
+               "--to", f"tcp:127.0.0.1:{port}"]
+        note_cmd(f"{row} tern migrate", shlex.join(mig))
+        note_cmd(f"{row} tern poll", shlex.join([TERN[0], "vm", "migrate", "--api-socket",
+                                                 str(src.api_path), "--status"]) +
+                 "   (sent as the API request {\"command\":\"migrate-status\"} every 20 ms)")
+        t_mig = time.monotonic_ns()
+        p = subprocess.run(mig, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"tern vm migrate failed ({p.returncode}): {p.stdout}{p.stderr}")
+        st, last_err = None, None
+        deadline = time.monotonic() + args.timeout
+        while True:
+            try:
+                reply = src.api("migrate-status", timeout=10)
+                st = reply.get("result", st)
+            except (OSError, ValueError) as e:
+                # The source exits ~1 s after completing; a poll can miss it.
+                last_err = e
+                if src.proc.poll() is not None:
+                    break
+            if st and st.get("phase") in FINAL:
+                break
+            if time.monotonic() > deadline:
+                subprocess.run([TERN[0], "vm", "migrate", "--api-socket", str(src.api_path),
+                                "--cancel"], capture_output=True, timeout=30)
+                raise TimeoutError(f"tern migration not done after {args.timeout} s: {st}")
+            time.sleep(0.02)
+        t_end = time.monotonic_ns()
+        if not st or st.get("phase") != "completed":
+            raise RuntimeError(f"tern migration ended {st} (last poll error {last_err}); "
+                               f"source log:\n{src.log_text()[-3000:]}\n"
+                               f"destination log:\n{dst.log_text()[-3000:]}")
+        wait_heartbeat(hb_dst)
+        dst.attach(timeout=120)
+        verified = check_destination(dst, rate)
+        time.sleep(2.5)                  # heartbeat after the switch-over
+        hb = heartbeat_figures(hb_src, hb_dst, t_mig, args.settle)
+        try:
+            src_rc = src.wait_exit(30)
+        except subprocess.TimeoutExpired:
+            src_rc = "still running"
+        return {
+            "ok": True, "total_s": st["elapsed_ms"] / 1000, "host_s": (t_end - t_mig) / 1e9,
+            "downtime_ms": st["downtime_ms"], "wire_mib": st["bytes_sent"] / 2**20,
+            "passes": st["pass"], "pages": st.get("pages_sent"), "dirty_rate": achieved,
+            "verified": verified, "src_exit": src_rc, "status": st,
+            "throttle": st.get("throttle_pct"), **hb,
+        }
+    finally:
+        for r in readers:
+            r.close()
+        src.close()
+        dst.close()
+
+
+# ---- QEMU -------------------------------------------------------------------
+
+class Qmp:
+    def __init__(self, path, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.s.connect(str(path))
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.s.settimeout(120)
+        self.f = self.s.makefile("rwb")
+        greeting = self._read()
+        if "QMP" not in greeting:
+            raise RuntimeError(f"not a QMP greeting: {greeting}")
+        self.cmd("qmp_capabilities")
+
+    def _read(self):
+        line = self.f.readline()
+        if not line:
+            raise EOFError("QMP closed")
+        return json.loads(line)
+
+    def cmd(self, name, **arguments):
+        req = {"execute": name}
+        if arguments:
+            req["arguments"] = arguments
+        self.f.write(json.dumps(req).encode() + b"\n")
+        self.f.flush()
+        while True:
+            msg = self._read()
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise RuntimeError(f"QMP {name}: {msg['error']}")
+            # events (STOP, RESUME, MIGRATION...) are skipped
+
+    def close(self):
+        try:
+            self.f.close()
+            self.s.close()
+        except OSError:
+            pass
+
+
+class Qtest:
+    """QEMU's qtest protocol on a unix socket: physical memory reads and
+    writes that go through the devices, used here for the ACLINT."""
+
+    def __init__(self, path, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.s.connect(str(path))
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.s.settimeout(30)
+        self.f = self.s.makefile("rwb")
+
+    def cmd(self, line):
+        self.f.write(line.encode() + b"\n")
+        self.f.flush()
+        while True:
+            reply = self.f.readline().decode().strip()
+            if not reply:
+                raise EOFError("qtest closed")
+            if reply.startswith("OK"):
+                return reply[2:].strip()
+            if reply.startswith(("FAIL", "ERR")):
+                raise RuntimeError(f"qtest {line}: {reply}")
+
+    def close(self):
+        try:
+            self.f.close()
+            self.s.close()
+        except OSError:
+            pass
+
+
+ACLINT_MTIMECMP = 0x2004000              # -M virt: hart i's mtimecmp at + 8 * i
+
+
+def rearm_timers(qt, harts):
+    """Writes each hart's mtimecmp back as it is: QEMU re-arms the timer.
+
+    QEMU up to 10.1 does not migrate armed timers (upstream "Fix RISC-V timer
+    migration issues", QEMU 10.2, not backported): the destination restores
+    mtimecmp but never arms its QEMUTimer, the interrupt Linux waits for never
+    comes and the guest hangs. Rewriting the register arms it again."""
+    for i in range(harts):
+        addr = ACLINT_MTIMECMP + 8 * i
+        qt.cmd(f"writeq {addr:#x} {qt.cmd(f'readq {addr:#x}')}")
+
+
+class QemuVm(Vm):
+    """ternvm.Vm driving qemu-system-riscv64: console on a unix socket, ttyS1
+    on a PCI 16550 whose chardev is another unix socket, QMP on a third; with
+    timer_fix, Sstc off (Linux then programs its timer through SBI, that is
+    the ACLINT's mtimecmp) and, on the destination, a qtest socket."""
+
+    def __init__(self, workdir, mem_mib, cpus, cmdline, incoming=None, timer_fix=True):
+        super().__init__(workdir)
+        self.mem_mib, self.qcpus, self.qcmdline = mem_mib, cpus, cmdline
+        self.qincoming, self.timer_fix = incoming, timer_fix
+        self.hb_path = self.workdir / "ttyS1.sock"
+        self.qmp_path = self.workdir / "qmp.sock"
+        self.qtest_path = self.workdir / "qtest.sock"
+
+    def command(self):
+        cmd = ["qemu-system-riscv64", "-M", "virt", "-m", str(self.mem_mib),
+               "-smp", str(self.qcpus)]
+        if self.timer_fix:
+            cmd += ["-accel", "tcg", "-cpu", "rv64,sstc=off"]
+        cmd += ["-display", "none", "-bios", OPENSBI,
+                "-kernel", str(KERNEL), "-initrd", str(INITRD),
+                "-append", f"console=ttyS0 {self.qcmdline}",
+                "-chardev", f"socket,id=con,path={self.console_path},server=on,wait=off",
+                "-serial", "chardev:con",
+                "-chardev", f"socket,id=hb,path={self.hb_path},server=on,wait=off",
+                "-device", "pci-serial,chardev=hb",
+                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        if self.qincoming:
+            cmd += ["-incoming", self.qincoming]
+            if self.timer_fix:
+                cmd += ["-qtest", f"unix:{self.qtest_path},server=on,wait=off"]
+        return cmd
+
+
+def qemu_round(args, row, mem_mib, rate, work, name):
+    downtime_limit_ms, auto_converge = QEMU_VARIANTS[name]
+    run_dir = work / f"{name}-{row}"
+    for sub in ("src", "dst"):
+        for f in ("console.sock", "ttyS1.sock", "qmp.sock", "qtest.sock"):
+            (run_dir / sub / f).unlink(missing_ok=True)
+    cmdline = guest_cmdline(args, rate)
+    port = free_port()
+    fix = args.qemu_timer_fix
+    src = QemuVm(run_dir / "src", mem_mib, args.cpus, cmdline, timer_fix=fix)
+    dst = QemuVm(run_dir / "dst", mem_mib, args.cpus, cmdline,
+                 incoming=f"tcp:127.0.0.1:{port}", timer_fix=fix)
+    readers, socks = [], []
+    try:
+        note_cmd(f"{row} {name} source", shlex.join(src.command()))
+        src.start()
+        hb_src = HbReader(src.hb_path, "src")
+        readers.append(hb_src)
+        src.console.wait_for(r"TERN-READY", 600)
+        src.sh("true", timeout=60)
+        achieved = prepare_guest(src, rate, hb_src, args.settle)
+        note_cmd(f"{row} {name} destination", shlex.join(dst.command()))
+        dst.start()
+        hb_dst = HbReader(dst.hb_path, "dst", connect_timeout=60)
+        readers.append(hb_dst)
+        qd = Qmp(dst.qmp_path)           # QMP answers: -incoming listens
+        socks.append(qd)
+        qt = None
+        if fix:
+            qt = Qtest(dst.qtest_path)
+            socks.append(qt)
+        qs = Qmp(src.qmp_path)
+        socks.append(qs)
+        params = {"max-bandwidth": QEMU_MAX_BANDWIDTH, "downtime-limit": downtime_limit_ms}
+        caps = [{"capability": "auto-converge", "state": True}] if auto_converge else []
+        note_cmd(f"{row} {name} QMP",
+                 (json.dumps({"execute": "migrate-set-capabilities",
+                              "arguments": {"capabilities": caps}}) + "; " if caps else "") +
+                 json.dumps({"execute": "migrate-set-parameters", "arguments": params}) + "; " +
+                 json.dumps({"execute": "migrate",
+                             "arguments": {"uri": f"tcp:127.0.0.1:{port}"}}) +
+                 '; {"execute": "query-migrate"} every 20 ms; on the destination '
+                 '{"execute": "query-status"} every 2 ms' +
+                 ("; once it runs, qtest `readq`/`writeq` of each hart's mtimecmp "
+                  f"({ACLINT_MTIMECMP:#x} + 8 * hart)" if fix else ""))
+        if caps:
+            qs.cmd("migrate-set-capabilities", capabilities=caps)
+        qs.cmd("migrate-set-parameters", **params)
+        t_mig = time.monotonic_ns()
+        qs.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        deadline = time.monotonic() + args.timeout
+        st, t_end, t_run, t_fixed, last_poll = None, None, None, None, 0.0
+        while True:
+            now = time.monotonic()
+            if t_end is None and now - last_poll >= 0.02:
+                last_poll = now
+                st = qs.cmd("query-migrate")
+                if st.get("status") in ("completed", "failed", "cancelled"):
+                    t_end = time.monotonic_ns()
+                    if st["status"] != "completed":
+                        raise RuntimeError(f"QEMU migration ended {st}")
+            if t_run is None and qd.cmd("query-status").get("status") == "running":
+                t_run = time.monotonic_ns()
+                if qt:
+                    rearm_timers(qt, args.cpus)
+                t_fixed = time.monotonic_ns()
+            if t_end is not None and t_run is not None:
+                break
+            if now > deadline:
+                qs.cmd("migrate_cancel")
+                ram = (st or {}).get("ram", {})
+                raise TimeoutError(
+                    f"not converged in {args.timeout:.0f} s (cancelled): "
+                    f"{ram.get('dirty-sync-count')} syncs, "
+                    f"{ram.get('transferred', 0) / 2**20:.0f} MiB sent, "
+                    f"expected downtime {(st or {}).get('expected-downtime')} ms, "
+                    f"dirty rate {ram.get('dirty-pages-rate', 0) * 4096 / 2**20:.0f} MiB/s, "
+                    f"{ram.get('mbps', 0):.0f} Mbit/s")
+            time.sleep(0.002)
+        wait_heartbeat(hb_dst)
+        verified = check_destination(dst, rate)
+        time.sleep(2.5)
+        hb = heartbeat_figures(hb_src, hb_dst, t_mig, args.settle)
+        hb["run_after_last_hb_ms"] = (t_run - hb_src.lines[-1][0]) / 1e6
+        ram = st["ram"]
+        return {
+            "ok": True, "total_s": st["total-time"] / 1000, "host_s": (t_end - t_mig) / 1e9,
+            "downtime_ms": st["downtime"], "wire_mib": ram["transferred"] / 2**20,
+            "passes": ram["dirty-sync-count"], "pages": ram.get("normal"),
+            "dirty_rate": achieved, "verified": verified, "status": st,
+            "throttle": st.get("cpu-throttle-percentage"),
+            "rearm_ms": (t_fixed - t_run) / 1e6 if qt else None, **hb,
+        }
+    finally:
+        for q in socks:
+            q.close()
+        for r in readers:
+            r.close()
+        src.close()
+        dst.close()
+
+
+# ---- report -------------------------------------------------------------------
+
+METRICS = [  # key, label, format
+    ("total_s", "total time (s)", "{:.2f}"),
+    ("downtime_ms", "downtime, VMM (ms)", "{:.0f}"),
+    ("hb_gap_ms", "downtime, heartbeat (ms)", "{:.0f}"),
+    ("hb_switch_ms", "heartbeat, last src → first dst (ms)", "{:.0f}"),
+    ("hb_guest_ms", "same gap by the guest's clock (ms)", "{:.0f}"),
+    ("hb_mig_ms", "largest heartbeat gap, whole migration (ms)", "{:.0f}"),
+    ("hb_base_ms", "heartbeat jitter before (ms)", "{:.0f}"),
+    ("wire_mib", "on the wire (MiB)", "{:.1f}"),
+    ("passes", "passes", "{:.0f}"),
+    ("floor_s", "floor: wire / loopback (s)", "{:.3f}"),
+]
+
+
+def median_result(results):
+    ok = [r for r in results if r.get("ok")]
+    if not ok:
+        return {"ok": False, "error": results[-1].get("error", "?") if results else "not run"}
+    out = dict(ok[-1])
+    for key, _, _ in METRICS:
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        if vals:
+            out[key] = statistics.median(vals)
+    out["n_ok"], out["n"] = len(ok), len(results)
+    return out
+
+
+def fmt(r, key, spec):
+    if not r.get("ok") or r.get(key) is None:
+        return "—"
+    return spec.format(r[key])
+
+
+def ratio(t, q, key):
+    if not (t.get("ok") and q.get("ok")) or t.get(key) is None or not q.get(key):
+        return "—"
+    return f"{t[key] / q[key]:.2f}x"
+
+
+def build_tables(table_rows, vmms):
+    others = [v for v in vmms if v != "tern"]
+    head = ["guest", "metric"] + [VMMS[v] for v in vmms]
+    if "tern" in vmms:
+        head += [f"tern/{VMMS[v]}" for v in others]
+    lines = []
+    for row, res in table_rows:
+        for key, label, spec in METRICS:
+            cells = [row, label] + [fmt(res[v], key, spec) for v in vmms]
+            if "tern" in vmms:
+                cells += [ratio(res["tern"], res[v], key) for v in others]
+            lines.append(cells)
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+    text = ["  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
+                      for i, (c, w) in enumerate(zip(cells, widths)))
+            for cells in [head] + lines]
+    md = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    md += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in lines]
+    return "\n".join(text), "\n".join(md)
+
+
+def failures(table_rows, vmms):
+    out = []
+    for row, res in table_rows:
+        for v in vmms:
+            r = res[v]
+            if not r.get("ok"):
+                out.append(f"{row} {VMMS[v]}: {r.get('error', '?')}")
+            elif r.get("n_ok", 1) < r.get("n", 1):
+                out.append(f"{row} {VMMS[v]}: {r['n'] - r['n_ok']} of {r['n']} runs failed: "
+                           f"{r.get('first_error', '')}")
+    return out
+
+
+def machine_info():
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 2**20:.0f} GiB"
+    except (OSError, AttributeError):
+        pass
+    qemu = subprocess.run(["qemu-system-riscv64", "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[0]
+    commit = "?"
+    try:
+        git = ["git", "-C", str(REPO)]
+        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "?"
+        changed = subprocess.run(git + ["diff", "--quiet", "HEAD", "--", "src", "Makefile"],
+                                 capture_output=True).returncode != 0
+        new = subprocess.run(git + ["ls-files", "--others", "--exclude-standard", "--", "src"],
+                             capture_output=True, text=True).stdout.strip()
+        if changed or new:
+            commit += " plus uncommitted changes in src/"
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({model}), {mem} RAM, Linux {platform.release()}; "
+            f"{qemu}; tern at {commit}")
+
+
+def docs_commands(rows):
+    """The commands of the first row and of the first loaded row: the others
+    differ only in memory, the dirtier's rate, ports and paths."""
+    keep = {rows[0]}
+    keep |= {next((r for r in rows if ROWS[r][1] is not None), rows[0])}
+    out, seen = [], set()
+    for label, text in COMMANDS:
+        if (label.split(" ", 1)[0] in keep or label == "loopback") and label not in seen:
+            seen.add(label)
+            out.append((label, text))
+    return out
+
+
+def write_docs(args, rows, vmms, md_table, extra, argv, minutes):
+    today = datetime.date.today().isoformat()
+    old = DOCS.read_text() if DOCS.exists() else (
+        "# Benchmarks\n\nFigures measured with the scripts in `bench/`, tern against "
+        "qemu-system-riscv64 on the same machine.\n")
+    reading = None
+    start = old.find(SECTION)
+    if start >= 0:
+        end = old.find("\n## ", start + len(SECTION))
+        end = len(old) if end < 0 else end + 1
+        section = old[start:end]
+        r = section.find("### Reading")
+        if r >= 0:
+            reading = section[r:].rstrip() + "\n"
+        before, after = old[:start], old[end:]
+    else:
+        before, after = old.rstrip() + "\n\n", ""
+    cmds = "\n".join(f"{label}: {text}" for label, text in docs_commands(rows))
+    body = [SECTION, "",
+            f"Measured {today} with `{('bash bench/migrate/run.sh ' + shlex.join(argv)).strip()}`" +
+            f" ({args.runs} run(s) per cell, median; {minutes:.0f} min in all).",
+            f"Machine: {MACHINE[0]}; the run used a copy of build/tern taken at its start.",
+            "",
+            "Source and destination on the same machine, over 127.0.0.1. Same kernel, "
+            f"initrd, memory, harts (--cpus {args.cpus}) and guest command line for both "
+            "VMMs; the guest writes a heartbeat line every "
+            f"{args.heartbeat_us} µs on ttyS1 (QEMU: a PCI 16550) and, in the dirty rows, "
+            f"runs `dirtier -s {WORKING_SET_MIB} -r RATE -f` (working set filled with "
+            f"incompressible data first; RATE MiB/s; max = flat out, "
+            "which here rewrites the whole working set many times a second), migrated "
+            "once it has written its whole working set. tern runs with its defaults "
+            f"(downtime limit {TERN_DEFAULT_DOWNTIME_MS} ms, strategy auto: passes; while "
+            "they do not shrink, a growing limit on the guest's dirtying, up to 50%; then "
+            "post-copy; `docs/migration-strategies.md`). QEMU's max-bandwidth is raised to 100 GiB/s; "
+            "its downtime-limit is 300 ms (its default, \"dl=300\") or 30 ms (tern's, "
+            "\"dl=30\"); no auto-converge (QEMU's default)" +
+            (", except in \"dl=30 ac\"" if "qemu-dl30-ac" in vmms else "") + ".", "",
+            "QEMU 7.2, Debian 12's, does not migrate armed timers (fixed upstream only in "
+            "QEMU 10.2, \"Fix RISC-V timer migration issues\", not backported): the guest "
+            "hangs on the destination, waiting for a timer interrupt that never comes. The "
+            "benchmark therefore runs QEMU with Sstc off (`-cpu rv64,sstc=off`: Linux then "
+            "programs its timer through SBI, the ACLINT's mtimecmp) and, as soon as the "
+            "destination reports running, writes each hart's mtimecmp back as it is "
+            "through a qtest socket, which arms the timer again. That help (a QMP poll "
+            "every 2 ms, then a few qtest round trips, about 1-10 ms) is inside QEMU's "
+            "heartbeat figures.", "",
+            "Meaning of each metric: the docstring of `bench/migrate/migrate_bench.py`. "
+            "Lower is better everywhere; ratios are tern / QEMU.", "",
+            md_table, "", *extra, "",
+            "Commands (the other rows differ only in memory, the dirtier's rate, ports and "
+            "paths):", "", "```", cmds, "```", ""]
+    body.append(reading if reading else "### Reading\n\n(not written yet)\n")
+    DOCS.write_text(before + "\n".join(body) + ("\n" + after.lstrip("\n") if after else ""))
+    print(f"# wrote {DOCS.relative_to(REPO)}")
+
+
+def measure(args, rows, vmms):
+    """Runs every cell; returns the loopback bandwidth, the rows' results
+    and the minutes it took."""
+    guest_images()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+
+    # Ended with SIGTERM or SIGINT (even when started in the background,
+    # where SIGINT comes ignored), the finally blocks still stop every VM.
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    # The whole run uses one tern binary, even if build/tern is rebuilt
+    # meanwhile.
+    MACHINE[0] = machine_info()
+    TERN[0] = str(work / "tern")
+    shutil.copy2(TERN_BIN, TERN[0])
+    print(f"# tern binary: {TERN_BIN} copied to {TERN[0]} (built "
+          f"{datetime.datetime.fromtimestamp(os.stat(TERN_BIN).st_mtime):%Y-%m-%d %H:%M:%S}; "
+          f"{MACHINE[0]})", flush=True)
+    t_start = time.monotonic()
+
+    bw, bws = loopback_bandwidth(args.loopback_mib << 20)
+    note_cmd("loopback", f"one TCP connection over 127.0.0.1 moving {args.loopback_mib} MiB "
+             "in 4 MiB sendall()s to a recv_into() thread, 3 times (in this script)")
+    print(f"# loopback: {bw / 2**30:.2f} GiB/s (runs: "
+          + ", ".join(f"{b / 2**30:.2f}" for b in bws) + ")", flush=True)
+
+    table_rows = []
+    for row in rows:
+        mem_mib, rate = ROWS[row]
+        per = {v: [] for v in vmms}
+        for i in range(args.runs):
+            for v in vmms:
+                t0 = time.monotonic()
+                print(f"# {row} {VMMS[v]} run {i + 1}/{args.runs} ...", flush=True)
+                try:
+                    if v == "tern":
+                        r = tern_round(args, row, mem_mib, rate, work)
+                    else:
+                        r = qemu_round(args, row, mem_mib, rate, work, v)
+                    r["floor_s"] = r["wire_mib"] * 2**20 / bw
+                    print(f"#   total {r['total_s']:.2f} s (host {r['host_s']:.2f} s), downtime "
+                          f"{r['downtime_ms']} ms, heartbeat gap {r['hb_gap_ms']:.0f} ms "
+                          f"(switch-over {r['hb_switch_ms']:.0f} ms, largest during the "
+                          f"migration {r['hb_mig_ms']:.0f} ms, before {r['hb_base_ms']:.0f} ms "
+                          f"(by the guest's clock {r['hb_base_guest_ms']:.0f} ms), "
+                          f"{r['hb_lost']} beats lost, guest clock gap {r['hb_guest_ms']:.0f} ms), "
+                          f"{r['wire_mib']:.1f} MiB, {r['passes']} passes, dirtier "
+                          f"{r['dirty_rate']} MiB/s before, throttle at the end "
+                          f"{r['throttle']}%; {r['verified']}; "
+                          f"{time.monotonic() - t0:.0f} s in all", flush=True)
+                    if r.get("src_exit") not in (None, 0):
+                        print(f"#   the tern source exited {r['src_exit']} (0 expected)", flush=True)
+                    if r.get("rearm_ms") is not None:
+                        print(f"#   destination running {r['run_after_last_hb_ms']:.0f} ms after "
+                              f"the last heartbeat of the source; timers re-armed "
+                              f"{r['rearm_ms']:.1f} ms after that", flush=True)
+                except Exception as e:  # noqa: BLE001 - one cell failing keeps the others
+                    r = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                    print(f"#   FAILED: {r['error']}", flush=True)
+                per[v].append(r)
+        res = {}
+        for v in vmms:
+            res[v] = median_result(per[v])
+            res[v]["runs"] = per[v]
+            errs = [r["error"] for r in per[v] if not r.get("ok")]
+            if errs:
+                res[v]["first_error"] = errs[0].splitlines()[0]
+                if not res[v].get("ok"):
+                    res[v]["error"] = errs[0].splitlines()[0]
+        table_rows.append((row, res))
+
+    return bw, table_rows, (time.monotonic() - t_start) / 60
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                    help=f"comma-separated rows, of: {', '.join(ROWS)}")
+    ap.add_argument("--vmms", default=",".join(DEFAULT_VMMS),
+                    help=f"of: {', '.join(VMMS)} (qemu-dl30-ac: with QEMU's auto-converge)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: --rows 256M-idle --settle 1 --runs 1 (unless given)")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="rounds per cell, one VMM after the other; medians are reported "
+                         "(the machine's other load moves single runs a lot)")
+    ap.add_argument("--cpus", type=int, default=1, help="guest harts (both VMMs)")
+    ap.add_argument("--heartbeat-us", type=int, default=5000)
+    ap.add_argument("--settle", type=float, default=3.0,
+                    help="seconds between a ready guest and the migration")
+    ap.add_argument("--timeout", type=float, default=180.0,
+                    help="seconds a migration may take before it is cancelled")
+    ap.add_argument("--no-qemu-timer-fix", dest="qemu_timer_fix", action="store_false",
+                    help="run QEMU as it comes (Sstc on, no timer re-arm on the destination): "
+                         "its guest then hangs after the migration")
+    ap.add_argument("--loopback-mib", type=int, default=1024)
+    ap.add_argument("--workdir", default="/tmp/tern-migrate-bench")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write docs/benchmarks.md even for a partial matrix")
+    ap.add_argument("--no-docs", action="store_true")
+    ap.add_argument("--from-results", metavar="JSON",
+                    help="measure nothing: print (and write to the docs) the tables of a run "
+                         "saved in WORKDIR/results.json")
+    argv = sys.argv[1:]
+    args = ap.parse_args()
+    if args.quick:
+        if "--rows" not in " ".join(argv):
+            args.rows = ",".join(QUICK_ROWS)
+        if "--settle" not in " ".join(argv):
+            args.settle = 1.0
+        if "--runs" not in " ".join(argv):
+            args.runs = 1
+    rows = args.rows.split(",")
+    vmms = args.vmms.split(",")
+    for r in rows:
+        if r not in ROWS:
+            ap.error(f"unknown row {r!r}")
+    for v in vmms:
+        if v not in VMMS:
+            ap.error(f"unknown VMM {v!r}")
+    vmms = [v for v in VMMS if v in vmms]
+    if args.from_results:
+        saved = json.loads(Path(args.from_results).read_text())
+        rows, vmms, argv = saved["rows_order"], saved["vmms"], saved["argv"]
+        for key in ("runs", "cpus", "heartbeat_us", "loopback_mib"):
+            setattr(args, key, saved["args"][key])
+        MACHINE[0] = saved["machine"]
+        COMMANDS[:] = [tuple(c) for c in saved["commands"]]
+        bw, minutes = saved["loopback_bytes_s"], saved["minutes"]
+        table_rows = []
+        for row in rows:
+            res = {}
+            for v in vmms:
+                runs = saved["rows"][row][v]["runs"]
+                res[v] = median_result(runs)
+                res[v]["runs"] = runs
+                errs = [r["error"] for r in runs if not r.get("ok")]
+                if errs:
+                    res[v]["first_error"] = errs[0].splitlines()[0]
+                    if not res[v].get("ok"):
+                        res[v]["error"] = errs[0].splitlines()[0]
+            table_rows.append((row, res))
+    else:
+        bw, table_rows, minutes = measure(args, rows, vmms)
+        saved = {"argv": argv, "rows_order": rows, "vmms": vmms, "machine": MACHINE[0],
+                 "args": {k: getattr(args, k) for k in ("runs", "cpus", "heartbeat_us",
+                                                        "loopback_mib")},
+                 "commands": COMMANDS, "loopback_bytes_s": bw, "minutes": minutes,
+                 "rows": {row: res for row, res in table_rows}}
+        path = Path(args.workdir) / "results.json"
+        path.write_text(json.dumps(saved, indent=1, default=str))
+        print(f"# every figure of every run: {path} (--from-results renders it again)")
+    text, md = build_tables(table_rows, vmms)
+    extra = [f"Loopback: {bw / 2**30:.2f} GiB/s (best of 3 × {args.loopback_mib} MiB over "
+             "one TCP connection on 127.0.0.1); floor = the VMM's own bytes on the wire at "
+             "that speed, the time no migration of those bytes can beat."]
+    dirty = []
+    for row, res in table_rows:
+        for v in vmms:
+            if res[v].get("ok") and res[v].get("dirty_rate") is not None:
+                dirty.append(f"{row} {VMMS[v]} {res[v]['dirty_rate']:.0f}")
+    if dirty:
+        extra.append("Dirtier rate in the last second before the migration (MiB/s): "
+                     + ", ".join(dirty) + ".")
+    throttles = [f"{row} {VMMS[v]} {res[v]['throttle']}%" for row, res in table_rows
+                 for v in vmms if res[v].get("ok") and res[v].get("throttle")]
+    if throttles:
+        extra.append("Throttle at the switch-over (tern: its limit on dirtying, "
+                     "throttle_pct; QEMU: cpu-throttle-percentage): " + ", ".join(throttles) + ".")
+    pc = [f"{row} run {i + 1} ({r['status'].get('postcopy_requests')} pages asked for)"
+          for row, res in table_rows if "tern" in res
+          for i, r in enumerate(res["tern"]["runs"])
+          if r.get("ok") and isinstance(r.get("status"), dict)
+          and r["status"].get("postcopy_requests")]
+    if pc:
+        extra.append("tern switched to post-copy (strategy auto) in: " + ", ".join(pc) + ".")
+    fails = failures(table_rows, vmms)
+    if fails:
+        extra.append("Failed or incomplete cells: " + "; ".join(fails) + ".")
+    print(f"# --cpus {args.cpus}, heartbeat every {args.heartbeat_us} us, median of "
+          f"{args.runs} run(s); {minutes * 60:.0f} s in all")
+    print(text)
+    print()
+    for e in extra:
+        print("# " + e)
+    print()
+    print(md)
+    full = set(rows) >= set(DEFAULT_ROWS) and set(vmms) >= set(DEFAULT_VMMS)
+    if (full or args.write_docs) and not args.no_docs:
+        write_docs(args, rows, vmms, md, extra, argv, minutes)
+    # A QEMU cell that does not converge is a finding; a tern cell that fails
+    # is a failure.
+    return 1 if any(not r.get("ok") or r.get("n_ok", 1) < r.get("n", 1)
+                    for _, res in table_rows for v, r in res.items() if v == "tern") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

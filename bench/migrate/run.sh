@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# bench/migrate: live migration over loopback, tern vs qemu-system-riscv64,
+# side by side in one run: total time, downtime (as each VMM reports it and
+# as the guest's heartbeat shows it), bytes on the wire and passes, for an
+# idle guest of 1 and 2 GiB and a 1 GiB guest dirtying a 256 MiB working set
+# at 16, 64, 256 MiB/s and flat out. Arguments go to migrate_bench.py
+# (--quick for a short smoke run, --rows, --runs, --cpus, ...; --help).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash scripts/deps.sh          # Debian packages only, and only what is missing
+make -s all
+make -s guest >/dev/null
+exec /usr/bin/python3 bench/migrate/migrate_bench.py "$@"
