@@ -6,6 +6,7 @@
 
 #include "mem/guest_ram.h"
 #include "migration/vmstate.h"
+#include "util/le.h"
 
 /* A delta is sent only if it fits in this: beyond it the page goes raw,
  * which also bounds what an encoding attempt costs. */
@@ -77,12 +78,6 @@ static bool worth_trying(enum codec_mode mode, struct codec_meter *m, uint64_t b
 	if (++*tries % DECAY_EVERY == 0)
 		codec_meter_decay(m);
 	return codec_pays_off(m, bandwidth) || *tries % probe_every == 0;
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 size_t ram_codec_put_page(struct ram_codec *c, const struct guest_ram *ram, uint64_t pfn,

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/le.h"
+
 int mig_parse_address(const char *uri, struct mig_address *out, struct error *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -149,17 +151,6 @@ int mig_accept(int listen_fd, int timeout_ms, int stall_ms, struct error *err)
 		return error_errno(err, errno, "accepting the migration connection");
 	set_stall_timeout(fd, stall_ms);
 	return fd;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 int mig_send_frame_bin(int fd, enum mig_frame_type type, const void *data, size_t len,

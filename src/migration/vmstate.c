@@ -16,6 +16,7 @@
 #include "migration/pagecodec.h"
 #include "migration/ramcodec.h"
 #include "state/state.h"
+#include "util/le.h"
 #include "util/log.h"
 
 #define CONFIG_VERSION 1
@@ -121,20 +122,6 @@ static bool page_is_zero(const uint8_t *page)
 	for (unsigned i = 0; i < GUEST_PAGE_SIZE / 8; i++)
 		acc |= p[i];
 	return acc == 0;
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
 }
 
 /* One page record at out (room for 8 + 4 KiB); returns its length. */

@@ -39,6 +39,7 @@
 #include <sys/uio.h>
 
 #include "backends/disk_image.h"
+#include "util/le.h"
 #include "util/log.h"
 
 #define REQ_HDR_SIZE 16                 /* le32 type, le32 reserved, le64 sector */
@@ -83,38 +84,6 @@ struct blk {
 	struct vq_chain chain;
 	struct iovec iov[VQ_MAX_CHAIN];
 };
-
-static inline void put_le16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
 
 /* ---- config and features ---------------------------------------------- */
 

@@ -49,6 +49,7 @@
 
 #include "backends/tap.h"
 #include "state/state.h"
+#include "util/le.h"
 #include "util/log.h"
 
 #define ETH_HLEN 14
@@ -82,7 +83,6 @@ enum {
 	 BIT(VIRTIO_NET_F_MRG_RXBUF) | BIT(VIRTIO_NET_F_STATUS) |                       \
 	 BIT(VIRTIO_NET_F_CTRL_VQ) | BIT(VIRTIO_NET_F_CTRL_RX) |                        \
 	 BIT(VIRTIO_NET_F_GUEST_ANNOUNCE))
-
 
 struct net {
 	struct virtio_mmio *t;          /* set once virtio_mmio_create returned */
@@ -162,19 +162,6 @@ static struct net *registry_find(const struct virtio_mmio *t)
 }
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
 
 static bool has(const struct net *n, unsigned bit)
 {
