@@ -16,7 +16,10 @@ from netlab import Namespace
 from ternvm import REPO, Vm, run_tern
 
 HOST_IP, GUEST_IP = "10.79.0.1", "10.79.0.2"
-COUNTER = ("(i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done) "
+# Written aside and renamed: `echo > file` truncates first, and a reader
+# in between read an empty counter (seen once in CI).
+COUNTER = ("(i=0; while true; do i=$((i+1)); echo $i > /tmp/counter.new; "
+           "mv /tmp/counter.new /tmp/counter; sleep 0.1; done) "
            "</dev/null >/dev/null 2>&1 &")
 
 
