@@ -2,9 +2,11 @@
  * rewrites one 8-byte word in each of its pages, sequentially or at random,
  * at a target rate or flat out, so that tern's dirty tracking, snapshots and
  * live migration can be exercised with a known, steady write load. A status
- * line goes to stderr every second; on stop (time limit, SIGTERM, SIGINT)
- * it can print a checksum of the whole working set to stdout, so that a
- * test can compare guest memory before and after a migration.
+ * line goes to stderr every second (ending in mono=SECONDS, the guest's
+ * CLOCK_MONOTONIC, so that its rate can be placed on the guest's timeline);
+ * on stop (time limit, SIGTERM, SIGINT) it can print a checksum of the whole
+ * working set to stdout, so that a test can compare guest memory before and
+ * after a migration.
  *
  * SIGUSR1 prints the checksum at once and stops the process until SIGCONT.
  * SIGUSR2 checks the working set against what the dirtier knows it wrote
@@ -366,8 +368,11 @@ int main(int argc, char **argv)
 			double total_mib = (double)pages_written * (double)page_size / MIB;
 			double recent_mib = (double)(pages_written - last_status_pages) *
 					    (double)page_size / MIB;
-			fprintf(stderr, "dirtier: t=%.1fs dirtied=%.1f MiB (last second %.1f MiB)\n",
-				elapsed, total_mib, recent_mib);
+			/* mono= (the guest's CLOCK_MONOTONIC, the clock of the
+			 * heartbeat's lines) goes last: readers parse what is before. */
+			fprintf(stderr, "dirtier: t=%.1fs dirtied=%.1f MiB (last second %.1f MiB)"
+				" mono=%.3f\n", elapsed, total_mib, recent_mib,
+				(double)now / NSEC_PER_SEC);
 			last_status_pages = pages_written;
 			/* Skip missed ticks (e.g. the VM was paused) instead of
 			 * printing a burst of catch-up lines. */

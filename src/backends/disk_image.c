@@ -148,7 +148,56 @@ void disk_image_close(struct disk_image *d)
 	 * cared. */
 	if (d->fd >= 0)
 		close(d->fd);
+	dirty_blocks_free(&d->dirty);
 	reset_closed(d);
+}
+
+int disk_image_track_dirty(struct disk_image *d, bool on, struct error *err)
+{
+	if (!d->dirty.words) {
+		if (!on)
+			return 0;
+		if (dirty_blocks_init(&d->dirty, d->size) < 0)
+			return error_set(err, ENOMEM, "no memory for the dirty map of disk image %s",
+					 d->path);
+	}
+	dirty_blocks_track(&d->dirty, on);
+	return 0;
+}
+
+int disk_image_next_data(struct disk_image *d, uint64_t offset, uint64_t *data_start,
+			 uint64_t *data_end, struct error *err)
+{
+	if (offset >= d->size) {
+		*data_start = *data_end = d->size;
+		return 0;
+	}
+	if (d->block_device) {
+		*data_start = offset;
+		*data_end = d->size;
+		return 0;
+	}
+	off_t start = lseek(d->fd, (off_t)offset, SEEK_DATA);
+	if (start < 0) {
+		if (errno == ENXIO) {           /* only a hole from here on */
+			*data_start = *data_end = d->size;
+			return 0;
+		}
+		if (errno == EINVAL || errno == EOPNOTSUPP) {
+			*data_start = offset;
+			*data_end = d->size;
+			return 0;
+		}
+		return error_errno(err, errno, "looking for data after offset %llu of disk image %s",
+				   (unsigned long long)offset, d->path);
+	}
+	off_t end = lseek(d->fd, start, SEEK_HOLE);
+	if (end < 0)
+		return error_errno(err, errno, "looking for a hole after offset %llu of disk image "
+				   "%s", (unsigned long long)start, d->path);
+	*data_start = (uint64_t)start < d->size ? (uint64_t)start : d->size;
+	*data_end = (uint64_t)end < d->size ? (uint64_t)end : d->size;
+	return 0;
 }
 
 static int check_range(const struct disk_image *d, uint64_t offset, uint64_t len,
@@ -170,6 +219,9 @@ static int check_writable(const struct disk_image *d, const char *what, struct e
 	return 0;
 }
 
+static int transfer(struct disk_image *d, struct iovec *iov, unsigned iovcnt, uint64_t offset,
+		    uint64_t total, bool write, struct error *err);
+
 static int rw_vec(struct disk_image *d, struct iovec *iov, unsigned iovcnt, uint64_t offset,
 		  bool write, struct error *err)
 {
@@ -187,7 +239,17 @@ static int rw_vec(struct disk_image *d, struct iovec *iov, unsigned iovcnt, uint
 		return ret;
 	if (write && (ret = check_writable(d, what, err)))
 		return ret;
+	ret = transfer(d, iov, iovcnt, offset, total, write, err);
+	/* Even a failed write may have changed part of the range. */
+	if (write)
+		dirty_blocks_mark(&d->dirty, offset, total);
+	return ret;
+}
 
+static int transfer(struct disk_image *d, struct iovec *iov, unsigned iovcnt, uint64_t offset,
+		    uint64_t total, bool write, struct error *err)
+{
+	const char *what = write ? "writing" : "reading";
 	while (total > 0) {
 		while (iov->iov_len == 0) {
 			iov++;
@@ -321,7 +383,7 @@ static int zero_range(struct disk_image *d, uint64_t offset, uint64_t len, struc
 			     "zeroing", offset, len, err);
 }
 
-int disk_image_discard(struct disk_image *d, uint64_t offset, uint64_t len, struct error *err)
+static int discard(struct disk_image *d, uint64_t offset, uint64_t len, struct error *err)
 {
 	int ret = check_range(d, offset, len, "discarding", err);
 	if (ret)
@@ -336,8 +398,26 @@ int disk_image_discard(struct disk_image *d, uint64_t offset, uint64_t len, stru
 	return write_zero_bytes(d, offset, len, err);
 }
 
+int disk_image_discard(struct disk_image *d, uint64_t offset, uint64_t len, struct error *err)
+{
+	int ret = discard(d, offset, len, err);
+	dirty_blocks_mark(&d->dirty, offset, len);
+	return ret;
+}
+
+static int write_zeroes(struct disk_image *d, uint64_t offset, uint64_t len, bool may_unmap,
+			struct error *err);
+
 int disk_image_write_zeroes(struct disk_image *d, uint64_t offset, uint64_t len,
 			    bool may_unmap, struct error *err)
+{
+	int ret = write_zeroes(d, offset, len, may_unmap, err);
+	dirty_blocks_mark(&d->dirty, offset, len);
+	return ret;
+}
+
+static int write_zeroes(struct disk_image *d, uint64_t offset, uint64_t len, bool may_unmap,
+			struct error *err)
 {
 	int ret = check_range(d, offset, len, "zeroing", err);
 	if (ret)

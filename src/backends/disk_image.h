@@ -5,7 +5,10 @@
  * fallback rules of the underlying system calls.
  *
  * A disk_image is used by one thread at a time (the block device's worker);
- * it has no lock of its own. */
+ * it has no lock of its own. The exception is a storage migration, which
+ * reads the image from its own thread with disk_image_pread and
+ * disk_image_next_data (neither changes the disk_image, and the image never
+ * uses the file offset) and collects the dirty map, which is lock-free. */
 #ifndef TERN_BACKENDS_DISK_IMAGE_H
 #define TERN_BACKENDS_DISK_IMAGE_H
 
@@ -14,6 +17,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "backends/dirty_blocks.h"
 #include "util/error.h"
 
 #define DISK_SECTOR_SIZE 512u
@@ -29,6 +33,9 @@ struct disk_image {
 	 * them costs one failed system call, not one per request. */
 	bool no_punch_hole;
 	bool no_zero_range;
+	/* Blocks written while a storage migration tracks them (the map is
+	 * made by the first disk_image_track_dirty and lives until close). */
+	struct dirty_blocks dirty;
 };
 
 /* Opens `path` read-write or read-only and takes an advisory lock on it
@@ -44,6 +51,17 @@ int disk_image_open_unlocked(struct disk_image *d, const char *path, bool read_o
 /* Takes (-EBUSY if another holds a conflicting lock) or drops the lock. */
 int disk_image_lock(struct disk_image *d, struct error *err);
 void disk_image_unlock(struct disk_image *d);
+
+/* Starts or stops recording which blocks every write, discard and
+ * write-zeroes touches (in d->dirty). -ENOMEM if the map cannot be made. */
+int disk_image_track_dirty(struct disk_image *d, bool on, struct error *err);
+
+/* The first byte at or after `offset` that may hold data (SEEK_DATA), and the
+ * end of that data (SEEK_HOLE), for copying a sparse image without its holes.
+ * 0 with *data_start = d->size when only a hole remains; a file system (or a
+ * block device) that cannot tell reports everything as data. */
+int disk_image_next_data(struct disk_image *d, uint64_t offset, uint64_t *data_start,
+			 uint64_t *data_end, struct error *err);
 
 /* Releases the lock and closes; harmless on a closed image. */
 void disk_image_close(struct disk_image *d);

@@ -39,6 +39,7 @@ static void usage(FILE *out)
 		"                       [--strategy auto|precopy|auto-converge|postcopy|hybrid]\n"
 		"                       [--delta auto|on|off] [--compress auto|on|off]\n"
 		"                       [--delta-cache MIB] [--verify] [--streams N]\n"
+		"                       [--copy-storage]  (local disks: copy them too)\n"
 		"       tern vm migrate --api-socket PATH --resume [--to tcp:HOST:PORT]\n"
 		"                       (a post-copy whose link failed)\n"
 		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
@@ -473,6 +474,11 @@ static void print_progress(json_t *st, bool final)
 		(long long)left, (long long)jint(st, "dirty_rate_pages_s"),
 		mib((uint64_t)jint(st, "bandwidth_bytes_s")),
 		(long long)jint(st, "expected_downtime_ms"), (long long)jint(st, "throttle_pct"));
+	json_t *disk = json_object_get(st, "disk");
+	if (disk)
+		fprintf(stderr, "disk %.1f/%.1f MiB, %.1f MiB dirty   ",
+			mib((uint64_t)jint(disk, "bytes_sent")), mib((uint64_t)jint(disk, "bytes_total")),
+			mib((uint64_t)jint(disk, "dirty_bytes")));
 	if (final)
 		fprintf(stderr, "\n");
 }
@@ -489,7 +495,10 @@ static void print_report(json_t *st)
 			to ? to : "?", (long long)jint(st, "elapsed_ms"),
 			(long long)jint(st, "downtime_ms"), mib((uint64_t)jint(st, "bytes_sent")),
 			(long long)jint(st, "pass"), (long long)jint(st, "pages_sent"));
-	else
+	if (phase && !strcmp(phase, "completed") && jint(st, "throttle_stall_ms"))
+		fprintf(stderr, "auto-converge held the guest's harts %lld ms in all (up to %lld%%)\n",
+			(long long)jint(st, "throttle_stall_ms"), (long long)jint(st, "throttle_pct"));
+	else if (!phase || strcmp(phase, "completed"))
 		fprintf(stderr, "migration to %s %s after %lld ms: %s\n", to ? to : "?",
 			phase ? phase : "?", (long long)jint(st, "elapsed_ms"),
 			error ? error : "no reason given");
@@ -539,7 +548,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 {
 	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
 	       O_SET, O_STRATEGY, O_RESUME, O_DELTA, O_COMPRESS, O_DELTA_CACHE, O_VERIFY,
-	       O_STREAMS };
+	       O_STREAMS, O_COPY_STORAGE };
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, O_API },
 		{ "to", required_argument, NULL, O_TO },
@@ -553,6 +562,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 		{ "delta-cache", required_argument, NULL, O_DELTA_CACHE },
 		{ "verify", no_argument, NULL, O_VERIFY },
 		{ "streams", required_argument, NULL, O_STREAMS },
+		{ "copy-storage", no_argument, NULL, O_COPY_STORAGE },
 		{ "watch", no_argument, NULL, O_WATCH },
 		{ "cancel", no_argument, NULL, O_CANCEL },
 		{ "status", no_argument, NULL, O_STATUS },
@@ -562,7 +572,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 	const char *path = NULL, *to = NULL, *strategy = NULL, *delta = NULL, *compress = NULL;
 	long long downtime = -1, bandwidth = -1, passes = -1, delta_cache = -1, streams = -1;
 	bool watch = false, cancel = false, status = false, set = false, resume = false;
-	bool verify = false;
+	bool verify = false, copy_storage = false;
 	opterr = 0;
 	optind = 1;
 	int opt;
@@ -590,6 +600,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 		case O_RESUME: resume = true; break;
 		case O_DELTA: delta = optarg; break;
 		case O_VERIFY: verify = true; break;
+		case O_COPY_STORAGE: copy_storage = true; break;
 		case O_STREAMS:
 			if (parse_uint(optarg, &v) || v < 1 || v > 8)
 				return usage_error("--streams: \"%s\" is not a number from 1 to 8", optarg);
@@ -617,10 +628,11 @@ static int cmd_vm_migrate(int argc, char **argv)
 		return usage_error("vm migrate needs exactly one of --to, --resume, --cancel, "
 				   "--status, --set");
 
-	if ((strategy || delta || compress || delta_cache >= 0 || verify || streams >= 0) &&
-	    (!to || resume))
-		return usage_error("--strategy, --delta, --compress, --delta-cache, --verify and "
-				   "--streams are chosen when the migration starts (with --to)");
+	if ((strategy || delta || compress || delta_cache >= 0 || verify || streams >= 0 ||
+	     copy_storage) && (!to || resume))
+		return usage_error("--strategy, --delta, --compress, --delta-cache, --verify, "
+				   "--streams and --copy-storage are chosen when the migration "
+				   "starts (with --to)");
 	const char *command = to || resume ? "migrate" : cancel ? "migrate-cancel" :
 			      status ? "migrate-status" : "migrate-set";
 	json_t *args = json_object();
@@ -634,6 +646,8 @@ static int cmd_vm_migrate(int argc, char **argv)
 		json_object_set_new(args, "delta", json_string(delta));
 	if (verify)
 		json_object_set_new(args, "verify", json_true());
+	if (copy_storage)
+		json_object_set_new(args, "copy_storage", json_true());
 	if (streams >= 0)
 		json_object_set_new(args, "streams", json_integer(streams));
 	if (compress)

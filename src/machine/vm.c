@@ -72,6 +72,7 @@ static void env_page_dirtied(void *opaque, struct cpu *cpu)
 		wait = DIRTY_MAX_WAIT_NS;
 	struct timespec ts = { wait / 1000000000, wait % 1000000000 };
 	nanosleep(&ts, NULL);
+	__atomic_fetch_add(&vm->dirty_stall_ns, (uint64_t)(monotonic_ns() - now), __ATOMIC_RELAXED);
 }
 
 static uint64_t env_time_now(void *opaque)
@@ -106,6 +107,13 @@ uint64_t vm_sync_dirty(struct vm *vm, uint64_t *bitmap)
 		all[i] = true;
 	harts_remote_flush(vm, NULL, all, CPU_FLUSH_WRITES);
 	return count;
+}
+
+struct disk_image *vm_disk_image(struct vm *vm, unsigned i)
+{
+	if (i >= vm->config.num_disks || i >= vm->num_virtio)
+		return NULL;
+	return virtio_blk_image(vm->virtio[i]);
 }
 
 int vm_disks_lock(struct vm *vm, struct error *err)
@@ -340,6 +348,11 @@ int vm_pause(struct vm *vm, struct error *err)
 void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s)
 {
 	__atomic_store_n(&vm->dirty_limit_pps, pages_per_s, __ATOMIC_RELAXED);
+}
+
+uint64_t vm_dirty_stall_ns(const struct vm *vm)
+{
+	return __atomic_load_n(&vm->dirty_stall_ns, __ATOMIC_RELAXED);
 }
 
 void vm_hold_devices(struct vm *vm, bool hold)

@@ -116,6 +116,9 @@ struct vm {
 	/* Pages per second the guest may newly dirty (0: no limit), read by
 	 * the harts without the lock; auto-converge sets it. */
 	uint64_t dirty_limit_pps;
+	/* Nanoseconds harts have waited under that limit, summed over harts,
+	 * since the VM started: what the throttle cost the guest. */
+	uint64_t dirty_stall_ns;
 
 	/* Guest time: monotonic host time minus the time spent paused. */
 	int64_t clock_base_ns;       /* read by harts without the lock */
@@ -160,6 +163,8 @@ int vm_load_boot_images(struct vm *vm, struct error *err);
  * again: read pages only after this returns. Returns the pages set in `bitmap`. */
 uint64_t vm_sync_dirty(struct vm *vm, uint64_t *bitmap);
 int vm_disks_lock(struct vm *vm, struct error *err);
+/* Disk i's image (vda = 0), NULL if there is none. */
+struct disk_image *vm_disk_image(struct vm *vm, unsigned i);
 void vm_disks_unlock(struct vm *vm);
 /* Caps how fast the guest may dirty pages it has not dirtied since the
  * last sync, in pages per second for the whole VM (0: no cap): a hart whose
@@ -168,6 +173,8 @@ void vm_disks_unlock(struct vm *vm);
  * converging, the dirtying, and leaves a guest that reads or computes
  * alone. Guest time runs on. */
 void vm_set_dirty_limit(struct vm *vm, uint64_t pages_per_s);
+/* The harts' time spent waiting under that limit so far (ns, all harts). */
+uint64_t vm_dirty_stall_ns(const struct vm *vm);
 /* Holds the devices (they process no queue, write no guest memory) or lets
  * them go. An incoming VM holds them from creation to GO: until then its
  * guest memory is not final and the guest still runs on the source. */

@@ -158,6 +158,16 @@ static json_t *stats_json(const struct mig_stats *st)
 			      "bandwidth_bytes_s", (json_int_t)st->params.bandwidth,
 			      "max_passes", (int)st->params.max_passes,
 			      "strategy", mig_strategy_name(st->params.strategy));
+	if (o && st->params.copy_storage)
+		json_object_set_new(o, "disk", json_pack("{s:I, s:I, s:I}",
+			"bytes_total", (json_int_t)st->disk_bytes_total,
+			"bytes_sent", (json_int_t)st->disk_bytes_sent,
+			"dirty_bytes", (json_int_t)st->disk_dirty_bytes));
+	if (o)
+		json_object_set_new(json_object_get(o, "params"), "copy_storage",
+				    json_boolean(st->params.copy_storage));
+	if (o)
+		json_object_set_new(o, "throttle_stall_ms", json_integer((json_int_t)st->throttle_stall_ms));
 	if (o)
 		json_object_set_new(json_object_get(o, "params"), "streams",
 				    json_integer(st->params.streams));
@@ -183,7 +193,7 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
 					       "max_passes", "strategy", "resume", "delta",
 					       "compress", "delta_cache_mib", "verify", "streams",
-					       NULL };
+					       "copy_storage", NULL };
 	int rc = check_args("migrate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -243,6 +253,10 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 	if (verify && !json_is_boolean(verify))
 		return error_set(err, EINVAL, "migrate: \"verify\" must be true or false");
 	p.verify = json_is_true(verify);
+	json_t *copy_storage = json_object_get(args, "copy_storage");
+	if (copy_storage && !json_is_boolean(copy_storage))
+		return error_set(err, EINVAL, "migrate: \"copy_storage\" must be true or false");
+	p.copy_storage = json_is_true(copy_storage);
 	json_t *strategy = json_object_get(args, "strategy");
 	if (strategy && (!json_is_string(strategy) ||
 			 mig_strategy_parse(json_string_value(strategy), &p.strategy) < 0))

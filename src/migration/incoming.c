@@ -12,6 +12,7 @@
 
 #include "machine/vm.h"
 #include "migration/channels.h"
+#include "migration/diskcopy.h"
 #include "migration/postcopy_dst.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
@@ -25,11 +26,17 @@ struct incoming {
 	struct vm *vm;
 	int fd, listen_fd;
 	struct mig_channels_in channels;
+	struct disk_targets *disks;
 };
 
 static int answer_sync(void *ctx, struct error *err)
 {
 	struct incoming *in = ctx;
+	/* The switch-over is near: flush the disk copies now, while the guest
+	 * still runs on the source, so that the flush before READY (inside
+	 * the downtime) has only the last blocks to write. */
+	if (in->disks && disk_targets_flush(in->disks, in->vm, err) < 0)
+		return -EIO;
 	return mig_send_frame(in->fd, MIG_FRAME_SYNCED, NULL, err);
 }
 
@@ -76,6 +83,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	struct vmstate_loader l = { 0 };
 	struct incoming in = { .fd = -1, .listen_fd = -1, .channels = { .n = 1 } };
 	struct vm *vm = NULL;
+	struct disk_targets disks = { 0 };
 	int status = VM_EXIT_ERROR;
 	if (mig_reader_init(&r, fd, "the incoming migration", &err) < 0) {
 		close(fd);
@@ -99,6 +107,13 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	cfg->cpus = shape.num_harts;
 	cfg->kernel = NULL;
 	cfg->incoming = true;
+	/* Copied disks go into new, unnamed files; shared ones are opened as
+	 * given. Either way a wrong path or size shows now, before the
+	 * source pauses anything. */
+	if (disk_targets_prepare(&disks, cfg, &shape, &err) < 0) {
+		status = refuse(fd, &err);
+		goto out;
+	}
 	if (vm_create(&vm, cfg, &err) < 0) {
 		status = refuse(fd, &err);
 		goto out;
@@ -115,6 +130,8 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	l.on_sync = answer_sync;
 	l.on_channels = take_channels;
 	l.sync_ctx = &in;
+	l.disks = disks.n ? &disks : NULL;
+	in.disks = l.disks;
 	if (vmstate_check_config(&l, &shape, &err) < 0 ||
 	    vmstate_load_rest(&l, &r, &err) < 0) {
 		mig_channels_stop(&in.channels);
@@ -123,7 +140,10 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	}
 	close(lfd);
 	lfd = -1;
-	if (mig_channels_join(&in.channels, &err) < 0 || vmstate_check_ramhash(&l, &err) < 0) {
+	/* RUNNING will tell the source it may go: what the guest had
+	 * flushed there must be on stable storage here by then. */
+	if (mig_channels_join(&in.channels, &err) < 0 || vmstate_check_ramhash(&l, &err) < 0 ||
+	    disk_targets_flush(&disks, vm, &err) < 0) {
 		status = refuse(fd, &err);
 		goto out;
 	}
@@ -155,7 +175,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	/* Committed: from here this host owns the guest. The disks first:
 	 * if they cannot be had, do not run, and the closed connection tells
 	 * the source to resume. */
-	if (vm_disks_lock(vm, &err) < 0) {
+	if (disk_targets_commit(&disks, vm, &err) < 0 || vm_disks_lock(vm, &err) < 0) {
 		log_error("incoming migration: %s; the guest does not run here", err.msg);
 		goto out;
 	}
@@ -183,6 +203,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 			 (long long)(monotonic_ns() - t_start) / 1000000,
 			 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero);
 		vmstate_loader_free(&l);
+		disk_targets_free(&disks);
 		status = vm_run(vm);
 		postcopy_dst_destroy(pc);
 		vm_destroy(vm);
@@ -198,6 +219,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		log_warn("the source may not learn that the guest runs here: %s", err.msg);
 	vm_announce(vm);
 	mig_reader_free(&r);
+	disk_targets_free(&disks);
 	close(fd);
 	fd = -1;
 	log_info("incoming migration complete in %lld ms (%llu pages with data, %llu zero); "
@@ -217,5 +239,6 @@ out:
 	if (fd >= 0)
 		close(fd);
 	vm_destroy(vm);
+	disk_targets_free(&disks);
 	return status;
 }

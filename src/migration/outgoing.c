@@ -22,6 +22,7 @@
 #include "machine/vm.h"
 #include "migration/channels.h"
 #include "migration/converge.h"
+#include "migration/diskcopy.h"
 #include "migration/postcopy_src.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
@@ -49,11 +50,13 @@ struct migration {
 	int fd;
 	struct mig_writer *w;
 	int64_t started_ns;
+	uint64_t stall_at_start_ns;     /* vm_dirty_stall_ns() when it started */
 	struct postcopy_progress pc;    /* during post-copy */
 	struct ram_codec codec;         /* the migration thread's */
 	struct mig_channels ch;         /* the connections that carry RAM */
 	bool ch_open;                   /* under lock: ch may be aborted */
 	uint64_t bytes_before_postcopy;
+	struct disk_copy dc;            /* with copy_storage: the migration thread's */
 };
 
 /* A pass this large (or long) tells the end-to-end page rate. */
@@ -144,6 +147,31 @@ static int check_return_path(int fd, struct error *err)
 	if (type == MIG_FRAME_ERROR)
 		return error_set(err, EPROTO, "the destination refused the migration: %s", text);
 	return error_set(err, EPROTO, "the destination sent control frame %u out of turn", type);
+}
+
+struct disk_tick_ctx {
+	struct migration *m;
+	int fd;
+};
+
+/* Between the chunks of a disk copy, which can be long. */
+static int disk_tick(void *ctx, struct error *err)
+{
+	struct disk_tick_ctx *t = ctx;
+	if (cancelled(t->m))
+		return error_set(err, ECANCELED, "cancelled by the operator");
+	return check_return_path(t->fd, err);
+}
+
+/* The disk blocks collected by the last disk_copy_sync. */
+static int send_disk_dirty(struct migration *m, struct mig_writer *w, int fd, struct error *err)
+{
+	struct disk_tick_ctx t = { m, fd };
+	int rc = disk_copy_send_dirty(&m->dc, w, disk_tick, &t, err);
+	pthread_mutex_lock(&m->lock);
+	m->st.bytes_sent = w->bytes + mig_channels_aux_bytes(&m->ch);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 static int send_pass(struct migration *m, struct mig_writer *w, const uint64_t *bitmap,
@@ -406,6 +434,7 @@ static void finish(struct migration *m, enum mig_phase phase, const struct error
 	pthread_mutex_lock(&m->lock);
 	m->st.phase = phase;
 	m->st.elapsed_ms = (uint64_t)(monotonic_ns() - m->started_ns) / 1000000;
+	m->st.throttle_stall_ms = (vm_dirty_stall_ns(m->vm) - m->stall_at_start_ns) / 1000000;
 	if (err && err->code)
 		snprintf(m->st.error, sizeof(m->st.error), "%s", err->msg);
 	m->w = NULL;
@@ -419,7 +448,7 @@ static void *migration_main(void *arg)
 	struct error err = { 0 };
 	struct mig_address addr;
 	struct mig_writer w;
-	bool writer_ready = false, paused_here = false, postcopy_running = false;
+	bool writer_ready = false, paused_here = false, postcopy_running = false, dc_on = false;
 	uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
 	enum mig_phase end = MIG_PHASE_FAILED;
 	int fd = -1;
@@ -450,7 +479,16 @@ static void *migration_main(void *arg)
 		goto out;
 	}
 
-	if (mig_write_header(&w) < 0 || vmstate_save_config(vm, &w, &err) < 0 ||
+	bool copy_storage = m->st.params.copy_storage;
+	if (copy_storage) {
+		if (disk_copy_begin(&m->dc, vm, &err) < 0)
+			goto out;
+		dc_on = true;
+		log_info("migration: copying the disks too, %llu MiB of data",
+			 (unsigned long long)(m->dc.st.bytes_total >> 20));
+	}
+	if (mig_write_header(&w) < 0 ||
+	    vmstate_save_config(vm, &w, copy_storage ? m->dc.data_bytes : NULL, &err) < 0 ||
 	    mig_flush(&w) < 0) {
 		mig_writer_status(&w, &err);
 		goto fail_send;
@@ -468,6 +506,16 @@ static void *migration_main(void *arg)
 
 	/* Pass 1: start tracking, then every populated page. */
 	set_phase(m, MIG_PHASE_PRECOPY);
+	if (dc_on) {
+		/* The disks' bulk copy first: the guest's writes meanwhile are
+		 * tracked and go with the passes. */
+		struct disk_tick_ctx t = { m, fd };
+		int64_t t_disk = monotonic_ns();
+		if (disk_copy_bulk(&m->dc, &w, disk_tick, &t, &err) < 0)
+			goto fail_send;
+		log_info("migration: bulk disk copy done in %.1f s",
+			 (double)(monotonic_ns() - t_disk) / 1e9);
+	}
 	int64_t last_sync = 0;
 	uint64_t sent_last_pass = 0;
 	struct converge conv = { 0 };
@@ -486,6 +534,7 @@ static void *migration_main(void *arg)
 			memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
 		bitmap_sent = false;
 		uint64_t dirty = vm_sync_dirty(vm, bitmap);
+		uint64_t disk_dirty = dc_on ? disk_copy_sync(&m->dc) : 0;
 		pthread_mutex_lock(&m->lock);
 		m->st.pass = pass;
 		m->st.pages_remaining = dirty;
@@ -510,7 +559,9 @@ static void *migration_main(void *arg)
 
 		last_sync = t0;
 		if (pass > 1) {
-			uint64_t expect_ms = rate > 0 ? (uint64_t)((double)dirty * 1000.0 / rate) : 0;
+			/* Disk blocks cost about what pages of their size do. */
+			double work = (double)dirty + (double)disk_dirty / GUEST_PAGE_SIZE;
+			uint64_t expect_ms = rate > 0 ? (uint64_t)(work * 1000.0 / rate) : 0;
 			pthread_mutex_lock(&m->lock);
 			m->st.expected_downtime_ms = expect_ms;
 			pthread_mutex_unlock(&m->lock);
@@ -561,6 +612,8 @@ static void *migration_main(void *arg)
 		if (send_pass(m, &w, pass == 1 ? NULL : bitmap, &err) < 0)
 			goto fail_send;
 		bitmap_sent = true;
+		if (dc_on && send_disk_dirty(m, &w, fd, &err) < 0)
+			goto fail_send;
 		sent_last_pass = m->st.pages_sent - sent_before;
 		if (check_return_path(fd, &err) < 0)
 			goto out;
@@ -598,6 +651,15 @@ static void *migration_main(void *arg)
 	if (to_postcopy)
 		new_session(go, sizeof(go));
 	log_debug("migration: guest paused after %.1f ms", (monotonic_ns() - t_pause) / 1e6);
+	/* Paused, the block devices have finished the request they were
+	 * serving and take no other: the last written blocks go now. */
+	if (dc_on) {
+		uint64_t left = disk_copy_sync(&m->dc);
+		if (send_disk_dirty(m, &w, fd, &err) < 0)
+			goto fail_send;
+		log_debug("migration: last %llu KiB of disk blocks sent %.1f ms after the pause",
+			  (unsigned long long)(left >> 10), (monotonic_ns() - t_pause) / 1e6);
+	}
 	if ((to_postcopy ? switch_to_postcopy(m, &w, bitmap, &err)
 			 : stop_and_copy(m, &w, bitmap, &err)) < 0)
 		goto fail_send;
@@ -667,6 +729,8 @@ out:
 	if (ch_open)
 		mig_channels_close(&m->ch);
 	ram_codec_free(&m->codec);
+	if (dc_on)
+		disk_copy_end(&m->dc);
 	finish(m, end, &err);
 	if (end == MIG_PHASE_COMPLETED) {
 		struct mig_stats st;
@@ -723,6 +787,7 @@ int migration_start(struct vm *vm, const char *to, const struct mig_params *para
 	m->cancel = false;
 	m->fd = -1;
 	m->started_ns = monotonic_ns();
+	m->stall_at_start_ns = vm_dirty_stall_ns(vm);
 	pthread_mutex_unlock(&m->lock);
 	rc = pthread_create(&m->thread, NULL, migration_main, m);
 	if (rc) {
@@ -751,8 +816,17 @@ void migration_status(struct vm *vm, struct mig_stats *out)
 		out->postcopy_requests = m->pc.pages_requested;
 		out->bytes_sent = m->bytes_before_postcopy + m->pc.bytes;
 	}
-	if (!mig_phase_finished(m->st.phase))
+	if (m->st.params.copy_storage) {
+		struct disk_copy_stats ds;
+		disk_copy_stats(&m->dc, &ds);
+		out->disk_bytes_total = ds.bytes_total;
+		out->disk_bytes_sent = ds.bytes_sent;
+		out->disk_dirty_bytes = ds.dirty_bytes;
+	}
+	if (!mig_phase_finished(m->st.phase)) {
 		out->elapsed_ms = (uint64_t)(monotonic_ns() - m->started_ns) / 1000000;
+		out->throttle_stall_ms = (vm_dirty_stall_ns(vm) - m->stall_at_start_ns) / 1000000;
+	}
 	pthread_mutex_unlock(&m->lock);
 }
 

@@ -43,6 +43,7 @@ struct mig_params {
 	struct ram_codec_params codec;
 	bool verify;            /* send a digest of all RAM; the destination checks it */
 	unsigned streams;       /* connections carrying RAM (1 to 8) */
+	bool copy_storage;      /* copy the disks too (diskcopy.h), not shared storage */
 };
 
 const char *mig_strategy_name(enum mig_strategy s);
@@ -63,7 +64,11 @@ struct mig_stats {
 	uint64_t bandwidth;             /* bytes per second over the last pass */
 	uint64_t expected_downtime_ms;
 	unsigned throttle_pct;          /* auto-converge's current throttle */
+	uint64_t throttle_stall_ms;     /* hart time spent waiting under it, all harts */
 	uint64_t postcopy_requests;     /* pages the destination waited for */
+	/* --copy-storage: data to copy, disk bytes sent, and written by the
+	 * guest since last sent (at the last sync). */
+	uint64_t disk_bytes_total, disk_bytes_sent, disk_dirty_bytes;
 	struct ram_codec_stats codec;
 	uint64_t elapsed_ms;
 	uint64_t downtime_ms;           /* pause to RUNNING, once completed */

@@ -13,13 +13,17 @@
 
 #include "cpu/cpu.h"
 #include "machine/vm.h"
+#include "backends/disk_image.h"
+#include "migration/diskcopy.h"
 #include "migration/pagecodec.h"
 #include "migration/ramcodec.h"
 #include "state/state.h"
 #include "util/le.h"
 #include "util/log.h"
 
-#define CONFIG_VERSION 1
+/* 2: disks (size, read-only, copied). Version 1 streams are still read. */
+#define CONFIG_VERSION 2
+#define CONFIG_VERSION_MIN 1
 #define RAM_VERSION 1
 #define MACHINE_VERSION 1
 #define POSTCOPY_VERSION 1
@@ -35,9 +39,13 @@
 
 enum {
 	CFG_VERSION = 0, CFG_RAM_BASE = 1, CFG_RAM_SIZE = 2, CFG_HARTS = 3, CFG_ISA = 4,
-	CFG_TIMEBASE = 5, CFG_DEVICES = 6, CFG_DEVICE_BASE = 100,
+	CFG_TIMEBASE = 5, CFG_DEVICES = 6, CFG_DISKS = 7, CFG_DEVICE_BASE = 100,
+	CFG_DISK_BASE = 200,
 	CFG_DEV_ID = 1, CFG_DEV_TYPE = 2,
+	CFG_DISK_SIZE = 1, CFG_DISK_READ_ONLY = 2, CFG_DISK_COPY = 3, CFG_DISK_DATA = 4,
 };
+
+_Static_assert(VMSTATE_MAX_DISKS == VM_MAX_DISKS, "vm_shape holds every disk");
 
 enum {
 	MACH_VERSION = 0, MACH_GUEST_TIME = 1,
@@ -94,7 +102,8 @@ static int write_record(struct mig_writer *w, struct state_writer *sw, uint32_t 
 
 /* ---- saving ------------------------------------------------------------ */
 
-int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err)
+int vmstate_save_config(struct vm *vm, struct mig_writer *w, const uint64_t *copy_data_bytes,
+			struct error *err)
 {
 	struct state_writer sw;
 	state_writer_init(&sw);
@@ -110,6 +119,19 @@ int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err)
 		size_t tok = state_begin(&sw, (uint16_t)(CFG_DEVICE_BASE + i));
 		state_put_bytes(&sw, CFG_DEV_ID, dev->id, strlen(dev->id));
 		state_put_bytes(&sw, CFG_DEV_TYPE, dev->ops->type, strlen(dev->ops->type));
+		state_end(&sw, tok);
+	}
+	unsigned disks = 0;
+	while (vm_disk_image(vm, disks))
+		disks++;
+	state_put_u32(&sw, CFG_DISKS, disks);
+	for (unsigned i = 0; i < disks; i++) {
+		const struct disk_image *d = vm_disk_image(vm, i);
+		size_t tok = state_begin(&sw, (uint16_t)(CFG_DISK_BASE + i));
+		state_put_u64(&sw, CFG_DISK_SIZE, d->size);
+		state_put_bool(&sw, CFG_DISK_READ_ONLY, d->read_only);
+		state_put_bool(&sw, CFG_DISK_COPY, copy_data_bytes != NULL);
+		state_put_u64(&sw, CFG_DISK_DATA, copy_data_bytes ? copy_data_bytes[i] : 0);
 		state_end(&sw, tok);
 	}
 	return write_record(w, &sw, MIG_SEC_CONFIG, 0, CONFIG_VERSION, err);
@@ -283,7 +305,7 @@ int vmstate_save_all(struct vm *vm, struct mig_writer *w, struct ram_stats *stat
 	int rc = mig_write_header(w);
 	if (rc)
 		return mig_writer_status(w, err);
-	rc = vmstate_save_config(vm, w, err);
+	rc = vmstate_save_config(vm, w, NULL, err);
 	if (!rc)
 		rc = vmstate_save_ram(vm, w, NULL, stats, err);
 	if (!rc)
@@ -294,6 +316,36 @@ int vmstate_save_all(struct vm *vm, struct mig_writer *w, struct ram_stats *stat
 }
 
 /* ---- loading ------------------------------------------------------------- */
+
+static int read_shape_disks(struct state_reader *cr, struct vm_shape *shape, struct error *err)
+{
+	static const uint16_t known[] = { CFG_DISK_SIZE, CFG_DISK_READ_ONLY, CFG_DISK_COPY,
+					  CFG_DISK_DATA };
+	uint32_t n;
+	int rc = state_get_u32(cr, CFG_DISKS, &n, err);
+	if (rc)
+		return rc;
+	if (n > VMSTATE_MAX_DISKS)
+		return error_set(err, EPROTO, "CONFIG lists %u disks; at most %u are possible", n,
+				 VMSTATE_MAX_DISKS);
+	for (unsigned i = 0; i < n; i++) {
+		struct vm_shape_disk *d = &shape->disks[i];
+		struct state_reader dr;
+		if ((rc = state_get_record(cr, (uint16_t)(CFG_DISK_BASE + i), &dr, known,
+					   sizeof(known) / sizeof(known[0]), err)) ||
+		    (rc = state_get_u64(&dr, CFG_DISK_SIZE, &d->size, err)) ||
+		    (rc = state_get_bool(&dr, CFG_DISK_READ_ONLY, &d->read_only, err)) ||
+		    (rc = state_get_bool(&dr, CFG_DISK_COPY, &d->copy, err)) ||
+		    (rc = state_get_u64(&dr, CFG_DISK_DATA, &d->data_bytes, err)))
+			return rc;
+		if (!d->size || d->size % DISK_SECTOR_SIZE)
+			return error_set(err, EPROTO, "CONFIG: disk %u has %llu bytes, not a non-zero "
+					 "multiple of 512", i, (unsigned long long)d->size);
+	}
+	shape->has_disks = true;
+	shape->num_disks = n;
+	return 0;
+}
 
 int vmstate_read_shape(struct mig_reader *r, struct vm_shape *shape, struct error *err)
 {
@@ -306,9 +358,9 @@ int vmstate_read_shape(struct mig_reader *r, struct vm_shape *shape, struct erro
 		return rc;
 	if (rc == 0 || s.type != MIG_SEC_CONFIG)
 		return error_set(err, EPROTO, "%s does not start with a CONFIG section", r->what);
-	if (s.version != CONFIG_VERSION)
-		return error_set(err, EPROTO, "%s: CONFIG section version %u; this tern reads %u",
-				 r->what, s.version, CONFIG_VERSION);
+	if (s.version < CONFIG_VERSION_MIN || s.version > CONFIG_VERSION)
+		return error_set(err, EPROTO, "%s: CONFIG section version %u; this tern reads %u "
+				 "to %u", r->what, s.version, CONFIG_VERSION_MIN, CONFIG_VERSION);
 	if (s.instance != 0)
 		return error_set(err, EPROTO, "%s: CONFIG section has instance %u, not 0", r->what,
 				 s.instance);
@@ -317,15 +369,19 @@ int vmstate_read_shape(struct mig_reader *r, struct vm_shape *shape, struct erro
 	rc = state_reader_init(&cr, s.payload, s.length, "the stream's CONFIG", NULL, 0, err);
 	if (!rc)
 		rc = state_get_u32(&cr, CFG_VERSION, &version, err);
-	if (!rc && version != CONFIG_VERSION)
-		rc = error_set(err, EPROTO, "CONFIG record version %u; this tern reads %u", version,
-			       CONFIG_VERSION);
+	if (!rc && version != s.version)
+		rc = error_set(err, EPROTO, "CONFIG record version %u in a version %u section",
+			       version, s.version);
 	if (!rc)
 		rc = state_get_u64(&cr, CFG_RAM_BASE, &shape->ram_base, err);
 	if (!rc)
 		rc = state_get_u64(&cr, CFG_RAM_SIZE, &shape->ram_size, err);
 	if (!rc)
 		rc = state_get_u32(&cr, CFG_HARTS, &shape->num_harts, err);
+	shape->has_disks = false;
+	shape->num_disks = 0;
+	if (!rc && version >= 2)
+		rc = read_shape_disks(&cr, shape, err);
 	if (rc)
 		return error_wrap(err, "%s", r->what);
 	shape->config = s.payload;
@@ -476,16 +532,48 @@ static bool bytes_equal(const void *a, size_t alen, const char *b)
 	return alen == strlen(b) && memcmp(a, b, alen) == 0;
 }
 
+/* Before anything is paused: a shared image that is not the same size is
+ * most likely the wrong file (or none was given). */
+static int check_disks(struct vmstate_loader *l, const struct vm_shape *shape,
+		       struct error *err)
+{
+	if (!shape->has_disks)
+		return 0;
+	unsigned mine = 0;
+	while (vm_disk_image(l->vm, mine))
+		mine++;
+	if (mine != shape->num_disks)
+		return error_set(err, EINVAL, "the saved VM has %u disks; this one has %u: give the "
+				 "same --disk options", shape->num_disks, mine);
+	for (unsigned i = 0; i < mine; i++) {
+		const struct disk_image *d = vm_disk_image(l->vm, i);
+		const struct vm_shape_disk *sd = &shape->disks[i];
+		if (sd->size != d->size)
+			return error_set(err, EINVAL, "disk %u is %llu bytes on the source; %s here "
+					 "is %llu bytes: %s", i, (unsigned long long)sd->size,
+					 d->path, (unsigned long long)d->size, sd->copy ?
+					 "the copy was sized wrongly" : "shared storage needs the "
+					 "same image on both hosts (or migrate with --copy-storage)");
+		if (sd->read_only != d->read_only)
+			return error_set(err, EINVAL, "disk %u is %s on the source and %s here", i,
+					 sd->read_only ? "read-only" : "read-write",
+					 d->read_only ? "read-only" : "read-write");
+	}
+	return 0;
+}
+
 int vmstate_check_config(struct vmstate_loader *l, const struct vm_shape *shape,
 			 struct error *err)
 {
 	struct vm *vm = l->vm;
-	uint16_t known[7 + BUS_MAX_DEVICES];
+	uint16_t known[8 + BUS_MAX_DEVICES + VMSTATE_MAX_DISKS];
 	size_t n = 0;
-	for (uint16_t id = CFG_VERSION; id <= CFG_DEVICES; id++)
+	for (uint16_t id = CFG_VERSION; id <= CFG_DISKS; id++)
 		known[n++] = id;
 	for (unsigned i = 0; i < BUS_MAX_DEVICES; i++)
 		known[n++] = (uint16_t)(CFG_DEVICE_BASE + i);
+	for (unsigned i = 0; i < VMSTATE_MAX_DISKS; i++)
+		known[n++] = (uint16_t)(CFG_DISK_BASE + i);
 	struct state_reader cr;
 	int rc = state_reader_init(&cr, shape->config, shape->config_len, "the stream's CONFIG",
 				   known, n, err);
@@ -536,6 +624,8 @@ int vmstate_check_config(struct vmstate_loader *l, const struct vm_shape *shape,
 					 (const char *)id, (int)(type_len > 64 ? 64 : type_len),
 					 (const char *)type, dev->id, dev->ops->type);
 	}
+	if ((rc = check_disks(l, shape, err)))
+		return rc;
 	l->config_checked = true;
 	return 0;
 }
@@ -839,6 +929,10 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 			return error_set(err, EPROTO, "a CHANNELS section belongs to a live migration "
 					 "only");
 		return l->on_channels(l->sync_ctx, s, err);
+	case MIG_SEC_DISK:
+		if (!l->live || !l->disks)
+			return error_set(err, EPROTO, "a DISK section, but no disk is being copied");
+		return disk_copy_apply(l->disks, l->vm, s, err);
 	case MIG_SEC_SYNC:
 		if (!l->on_sync)
 			return error_set(err, EPROTO, "a SYNC section belongs to a live migration only");

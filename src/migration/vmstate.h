@@ -28,15 +28,32 @@ struct ram_stats {
 
 /* The shape a stream's CONFIG section describes: enough to build the
  * target VM before the rest is checked against it. */
+#define VMSTATE_MAX_DISKS 4   /* VM_MAX_DISKS */
+
+struct vm_shape_disk {
+	uint64_t size;           /* bytes */
+	bool read_only;
+	bool copy;               /* --copy-storage: its blocks follow in DISK sections */
+	uint64_t data_bytes;     /* what the copy will bring (data extents) */
+};
+
 struct vm_shape {
 	uint64_t ram_base, ram_size;
 	uint32_t num_harts;
+	/* From a version 2 CONFIG; a version 1 stream (an older snapshot) says
+	 * nothing about disks: num_disks 0, has_disks false. */
+	bool has_disks;
+	unsigned num_disks;
+	struct vm_shape_disk disks[VMSTATE_MAX_DISKS];
 	/* The CONFIG payload, inside the reader: valid until its next read. */
 	const uint8_t *config;
 	uint64_t config_len;
 };
 
-int vmstate_save_config(struct vm *vm, struct mig_writer *w, struct error *err);
+/* `copy`: which disks a storage migration copies (NULL: none), and each
+ * one's data bytes. */
+int vmstate_save_config(struct vm *vm, struct mig_writer *w, const uint64_t *copy_data_bytes,
+			struct error *err);
 /* Sends guest RAM pages: every populated page when `bitmap` is NULL (a
  * snapshot, a first pass), else the pages whose bits are set. */
 int vmstate_save_ram(struct vm *vm, struct mig_writer *w, const uint64_t *bitmap,
@@ -91,6 +108,8 @@ struct vmstate_loader {
 	int (*on_channels)(void *ctx, const struct mig_section *s, struct error *err);
 	uint64_t ramhash;
 	uint64_t owed_pages;
+	/* Live migration with --copy-storage: where DISK sections go. */
+	struct disk_targets *disks;
 };
 
 void vmstate_loader_init(struct vmstate_loader *l, struct vm *vm, bool fresh_ram);

@@ -43,17 +43,34 @@ def mkdisk(path, size="32M"):
 
 
 class MovingVm:
+    """local_disk: instead of the shared disk with its counter, a raw disk
+    image of local_disk bytes in a directory of each host (host_dir(i)),
+    created on host 0 by the caller's `prepare(path)` (or empty): moves
+    then need --copy-storage."""
+
     def __init__(self, lab, workdir, cpus=1, memory="256M", dirtier="-s,32,-r,16",
-                 heartbeat_us=20000):
+                 heartbeat_us=20000, local_disk=None, prepare=None):
         self.lab = lab
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus, self.memory = cpus, memory
-        self.disk = mkdisk(self.workdir / "shared.img")
+        self.local_disk = local_disk
         for h in lab.hosts:
             if not h.has_link(TAP):
                 h.add_vm_tap(TAP)
-        self.cmdline = (f"tern.ip={GUEST_IP}/24 tern.disk=/dev/vda tern.mount=/mnt "
+        if local_disk:
+            for i in range(len(lab.hosts)):
+                self.host_dir(i).mkdir(parents=True, exist_ok=True)
+            path = self.disk_path(0)
+            with open(path, "wb") as f:
+                f.truncate(local_disk)
+            if prepare:
+                prepare(path)
+            disk_words = ""
+        else:
+            self.disk = mkdisk(self.workdir / "shared.img")
+            disk_words = " tern.disk=/dev/vda tern.mount=/mnt"
+        self.cmdline = (f"tern.ip={GUEST_IP}/24{disk_words} "
                         f"tern.heartbeat={heartbeat_us} tern.echoctr={ECHO_PORT}"
                         + (f" tern.dirtier={dirtier}" if dirtier else ""))
         self.host = None
@@ -61,17 +78,26 @@ class MovingVm:
         self.generation = 0
         self.history = []          # every finished VMM: (host index, Vm, exit status)
 
+    def host_dir(self, host):
+        return self.workdir / f"host{host}"
+
+    def disk_path(self, host):
+        """Where the VM's disk is on lab host `host`."""
+        return self.host_dir(host) / "disk.img" if self.local_disk else self.disk
+
     def _vm(self, host, **kw):
         self.generation += 1
         return Vm(self.workdir / f"g{self.generation}-h{host}", cpus=self.cpus,
-                  memory=self.memory, netns=self.lab.hosts[host], disks=[self.disk],
-                  nets=[f"tap={TAP},mac={MAC}"], **kw)
+                  memory=self.memory, netns=self.lab.hosts[host],
+                  disks=[self.disk_path(host)], nets=[f"tap={TAP},mac={MAC}"], **kw)
 
     def boot(self, host=0):
         self.vm = self._vm(host, cmdline=self.cmdline).boot()
         self.host = host
-        self.vm.sh(f"i=0; (while true; do i=$((i+1)); echo $i >> {COUNTER}; sleep 0.05; done)"
-                   " </dev/null >/dev/null 2>&1 & echo $! > /tmp/counter.pid")
+        if not self.local_disk:
+            self.vm.sh(f"i=0; (while true; do i=$((i+1)); echo $i >> {COUNTER}; "
+                       "sleep 0.05; done) </dev/null >/dev/null 2>&1 & "
+                       "echo $! > /tmp/counter.pid")
         return self
 
     def start_incoming(self, host, port=None):

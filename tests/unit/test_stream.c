@@ -40,7 +40,8 @@
 /* Field ids of the section records, as docs/migration-format.md lists them. */
 enum {
 	CFG_VERSION = 0, CFG_RAM_BASE = 1, CFG_RAM_SIZE = 2, CFG_HARTS = 3, CFG_ISA = 4,
-	CFG_TIMEBASE = 5, CFG_DEVICES = 6, CFG_DEVICE_BASE = 100,
+	CFG_TIMEBASE = 5, CFG_DEVICES = 6, CFG_DISKS = 7, CFG_DEVICE_BASE = 100,
+	CFG_DISK_BASE = 200, CFG_DISK_SIZE = 1,
 	CFG_DEV_ID = 1, CFG_DEV_TYPE = 2,
 	MACH_VERSION = 0, MACH_GUEST_TIME = 1,
 	DEV_VERSION = 0, DEV_ID = 1, DEV_STATE = 2,
@@ -406,7 +407,7 @@ static void test_frame_bad_section_header(void **state)
 	struct error err = { 0 };
 	struct bytes b = { 0 };
 
-	static const uint32_t bad_types[] = { 0, 11, 12, 0xfffe, 0x10000, 0xffffffff };
+	static const uint32_t bad_types[] = { 0, 12, 13, 0xfffe, 0x10000, 0xffffffff };
 	for (unsigned i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++) {
 		raw_header(&b, MIG_MAGIC, 1, 0);
 		raw_section(&b, MIG_SEC_CONFIG, 0, 1, 0, "x", 1);
@@ -1200,6 +1201,21 @@ static void test_vm_round_trip_2(void **state)
 /* A VM with a disk whose driver set up a queue: the virtio-mmio and
  * virtio-blk records come back as they were; and the device lists of a VM
  * with a disk and one without do not fit each other. */
+/* Loads the edited stream into a VM with one disk; it must be refused. */
+static void expect_refused_disk(struct stream *st, const char *needle)
+{
+	struct bytes b;
+	stream_write(st, &b);
+	struct vm *vm = new_vm_disks(1, 128 * MIB, 1);
+	struct error err = { 0 };
+	int rc = load_into(vm, b.p, b.len, true, &err);
+	b_free(&b);
+	vm_destroy(vm);
+	if (rc >= 0)
+		fail_msg("a stream that should fail with \"%s\" was accepted", needle);
+	expect_msg(&err, needle);
+}
+
 static void test_vm_round_trip_disk(void **state)
 {
 	struct vm *a = new_vm_disks(1, 128 * MIB, 1);
@@ -1238,6 +1254,40 @@ static void test_vm_round_trip_disk(void **state)
 	assert_true(load_into(b, snap[1].p, snap[1].len, true, &err) < 0);
 	expect_msg(&err, "the saved VM has 3 devices; this one has 4");
 	vm_destroy(b);
+
+	/* The CONFIG says how big each disk is: another size is refused
+	 * before anything is loaded (for a migration: before the pause). */
+	struct stream ts;
+	stream_parse(&sa, &ts);
+	struct bytes disk = { 0 };
+	rec_get(&stream_find(&ts, MIG_SEC_CONFIG, 0)->rec, CFG_DISK_BASE, &disk);
+	uint64_t size = rec_get_uint(&disk, CFG_DISK_SIZE);
+	rec_set_u64(&disk, CFG_DISK_SIZE, size * 2);
+	rec_set(&stream_find(&ts, MIG_SEC_CONFIG, 0)->rec, CFG_DISK_BASE, STATE_RECORD, disk.p,
+		(uint32_t)disk.len);
+	b_free(&disk);
+	expect_refused_disk(&ts, "shared storage needs the same image on both hosts");
+	/* A snapshot carries no DISK section: one is refused. */
+	stream_free(&ts);
+	stream_parse(&sa, &ts);
+	stream_insert(&ts, 2, MIG_SEC_DISK, 0, 1, "\0\0\0\0\0\0\0\0\0\2\0\0\1\0\0\0", 16);
+	expect_refused_disk(&ts, "a DISK section, but no disk is being copied");
+	/* A version 1 CONFIG (no disks listed; older snapshots) still loads. */
+	stream_free(&ts);
+	stream_parse(&sa, &ts);
+	struct sec *cfg = stream_find(&ts, MIG_SEC_CONFIG, 0);
+	cfg->version = 1;
+	rec_set_u32(&cfg->rec, CFG_VERSION, 1);
+	rec_del(&cfg->rec, CFG_DISKS);
+	rec_del(&cfg->rec, CFG_DISK_BASE);
+	struct bytes v1;
+	stream_write(&ts, &v1);
+	b = new_vm_disks(1, 128 * MIB, 1);
+	if (load_into(b, v1.p, v1.len, true, &err))
+		fail_msg("a version 1 CONFIG: %s", err.msg);
+	vm_destroy(b);
+	b_free(&v1);
+	stream_free(&ts);
 	b_free(&sa);
 }
 
@@ -1363,8 +1413,8 @@ static void test_config_malformed(void **state)
 
 	/* A CONFIG section of a version this tern does not read. */
 	edit_1(&st);
-	st.s[0].version = 2;
-	expect_refused(&st, "CONFIG section version 2; this tern reads 1");
+	st.s[0].version = 3;
+	expect_refused(&st, "CONFIG section version 3; this tern reads 1 to 2");
 	/* A required field this tern does not know. */
 	edit_1(&st);
 	uint8_t one[8] = { 1 };
@@ -1403,7 +1453,7 @@ static void test_config_malformed(void **state)
 	expect_refused(&st, "past the end of its record");
 	/* A second CONFIG later on. */
 	edit_1(&st);
-	stream_insert(&st, 3, MIG_SEC_CONFIG, 0, 1, st.s[0].rec.p, st.s[0].rec.len);
+	stream_insert(&st, 3, MIG_SEC_CONFIG, 0, 2, st.s[0].rec.p, st.s[0].rec.len);
 	expect_refused(&st, "an unexpected CONFIG section");
 }
 
@@ -1413,9 +1463,9 @@ static void test_config_record_version(void **state)
 {
 	struct stream st;
 	edit_1(&st);
-	rec_set_u32(&stream_find(&st, MIG_SEC_CONFIG, 0)->rec, CFG_VERSION, 2);
+	rec_set_u32(&stream_find(&st, MIG_SEC_CONFIG, 0)->rec, CFG_VERSION, 3);
 	struct vm *vm;
-	expect_refused_vm(&st, 1, "CONFIG record version 2", &vm);
+	expect_refused_vm(&st, 1, "CONFIG record version 3 in a version 2 section", &vm);
 	expect_untouched(vm);
 	vm_destroy(vm);
 	edit_1(&st);

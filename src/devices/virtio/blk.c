@@ -712,3 +712,9 @@ void virtio_blk_unlock(struct virtio_mmio *t)
 	struct blk *b = virtio_backend(t);
 	disk_image_unlock(&b->img);
 }
+
+struct disk_image *virtio_blk_image(struct virtio_mmio *t)
+{
+	struct blk *b = virtio_backend(t);
+	return &b->img;
+}

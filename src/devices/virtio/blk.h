@@ -88,5 +88,8 @@ struct virtio_mmio *virtio_blk_create_unlocked(const char *id, uint64_t base,
 					       struct error *err);
 int virtio_blk_lock(struct virtio_mmio *t, struct error *err);
 void virtio_blk_unlock(struct virtio_mmio *t);
+/* The image behind the device, for a storage migration: the source reads
+ * it and tracks its dirty blocks, the destination writes the copy. */
+struct disk_image *virtio_blk_image(struct virtio_mmio *t);
 
 #endif
