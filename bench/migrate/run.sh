@@ -5,6 +5,11 @@
 # idle guest of 1 and 2 GiB and a 1 GiB guest dirtying a 256 MiB working set
 # at 16, 64, 256 MiB/s and flat out. Arguments go to migrate_bench.py
 # (--quick for a short smoke run, --rows, --runs, --cpus, ...; --help).
+# --matrix strategies: each of tern's strategies and options (precopy,
+# auto-converge, postcopy, 2 streams, delta, zstd, auto) beside QEMU's
+# equivalent (dl=30, auto-converge, postcopy-ram, multifd 2 channels,
+# xbzrle, multifd zstd) on the 64 MiB/s and flat-out rows, with the guest's
+# slowdown during the migration; about 30-40 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/deps.sh          # Debian packages only, and only what is missing
