@@ -158,20 +158,36 @@ int postcopy_serve(struct vm *vm, int fd, uint64_t *owed, uint64_t bandwidth,
 			uint64_t pfn = s->queue[s->qhead];
 			s->qhead = (s->qhead + 1) % QUEUE_CAP;
 			s->qlen--;
-			if (take_bit(owed, pfn))
+			if (take_bit(owed, pfn)) {
 				batch[n++] = pfn;
+				/* The background follows the guest: what it touches
+				 * next is most often what lies after what it just
+				 * asked for (as QEMU's source does). */
+				cursor = pfn + 1 < pages ? pfn + 1 : 0;
+			}
 		}
 		pthread_mutex_unlock(&s->qlock);
 		if (failed) {
 			rc = -1;
 			break;
 		}
-		if (!n) {
+		/* The background: from the cursor on, round to the start again
+		 * (the cursor jumps to requests), until every page went. */
+		for (uint64_t scanned = 0; !n && scanned < pages;) {
 			while (cursor < pages && n < BATCH_PAGES) {
+				if (!owed[cursor / 64]) {
+					uint64_t next = (cursor / 64 + 1) * 64;
+					scanned += next - cursor;
+					cursor = next;
+					continue;
+				}
 				if (take_bit(owed, cursor))
 					batch[n++] = cursor;
 				cursor++;
+				scanned++;
 			}
+			if (cursor >= pages)
+				cursor = 0;
 		}
 		if (!n)
 			break;      /* cannot happen while left > 0; defensive */
