@@ -21,6 +21,7 @@
 #include "devices/virtio/net.h"
 #include "machine/vm.h"
 #include "migration/incoming.h"
+#include "migration/tls.h"
 #include "migration/snapshot.h"
 #include "util/log.h"
 
@@ -64,6 +65,13 @@ static void usage(FILE *out)
 		"  --net tap=NAME[,mac=MAC][,create=on]\n"
 		"                      a virtio-net card on an existing TAP device, or on a\n"
 		"                      new one with create=on (up to %d)\n"
+		"  --tls-dir DIR       migration TLS credentials: DIR/ca.pem, DIR/host.pem,\n"
+		"                      DIR/host.key (default " MIG_TLS_DEFAULT_DIR "; make them\n"
+		"                      with scripts/mkcerts.sh); both ends must share the CA\n"
+		"  --tls-allow NAMES   accept only migration peers whose certificate names one\n"
+		"                      of NAMES (comma-separated DNS names or IPs)\n"
+		"  --no-tls            migrate in plaintext (the other end must too)\n"
+
 		"  --log-level LEVEL   error, warning, info or debug (default info)\n"
 		"\n"
 		"exit status of vm run: 0 guest powered off or stopped by the API, 1 error,\n"
@@ -220,7 +228,7 @@ static int cmd_vm_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
 	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET, OPT_RESTORE,
-	       OPT_INCOMING };
+	       OPT_INCOMING, OPT_TLS_DIR, OPT_TLS_ALLOW, OPT_NO_TLS };
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -236,9 +244,13 @@ static int cmd_vm_run(int argc, char **argv)
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ "incoming", required_argument, NULL, OPT_INCOMING },
+		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
+		{ "tls-allow", required_argument, NULL, OPT_TLS_ALLOW },
+		{ "no-tls", no_argument, NULL, OPT_NO_TLS },
 		{ 0 },
 	};
-	const char *restore = NULL, *incoming = NULL;
+	const char *restore = NULL, *incoming = NULL, *tls_dir = NULL, *tls_allow = NULL;
+	bool no_tls = false;
 	bool memory_given = false, cpus_given = false;
 	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
 
@@ -272,6 +284,9 @@ static int cmd_vm_run(int argc, char **argv)
 			return 0;
 		case OPT_RESTORE: restore = optarg; break;
 		case OPT_INCOMING: incoming = optarg; break;
+		case OPT_TLS_DIR: tls_dir = optarg; break;
+		case OPT_TLS_ALLOW: tls_allow = optarg; break;
+		case OPT_NO_TLS: no_tls = true; break;
 		case OPT_DISK:
 			if (cfg.num_disks == VM_MAX_DISKS)
 				return usage_error("--disk %s: at most %d disks", optarg, VM_MAX_DISKS);
@@ -293,6 +308,20 @@ static int cmd_vm_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (no_tls && (tls_dir || tls_allow))
+		return usage_error("--no-tls turns migration TLS off: --tls-dir and --tls-allow do "
+				   "not apply");
+	/* Given credentials are checked now; a destination needs them anyway.
+	 * A VM that may never migrate loads the default ones when it does. */
+	if (tls_dir || tls_allow || no_tls || incoming) {
+		struct mig_tls_options o = { .dir = tls_dir, .allow = tls_allow,
+					     .plaintext = no_tls };
+		struct error terr = { 0 };
+		if (mig_tls_configure(&o, &terr) < 0) {
+			fprintf(stderr, "tern: %s\n", terr.msg);
+			return VM_EXIT_ERROR;
+		}
+	}
 	if (incoming) {
 		if (restore || cfg.kernel || cfg.initrd || cfg.cmdline)
 			return usage_error("--incoming receives a running VM: --restore, --kernel, "

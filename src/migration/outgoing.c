@@ -25,6 +25,7 @@
 #include "migration/diskcopy.h"
 #include "migration/postcopy_src.h"
 #include "migration/stream.h"
+#include "migration/tls.h"
 #include "migration/transport.h"
 #include "migration/vmstate.h"
 #include "util/log.h"
@@ -122,6 +123,13 @@ static void peer_reason(int fd, struct error *err)
 	if (mig_recv_frame(fd, 200, &type, text, sizeof(text), &e2) == 1 && type == MIG_FRAME_ERROR) {
 		error_set(err, EPROTO, "the destination refused the migration: %s", text);
 		return;
+	}
+	/* Over TLS the caller only sees the connection close: what the
+	 * network side failed with says which. */
+	int net = mig_tls_net_error(fd);
+	if (net == ETIMEDOUT && (err->code == EPIPE || err->code == ECONNRESET)) {
+		error_wrap(err, "the connection timed out");
+		err->code = ETIMEDOUT;
 	}
 	if (err->code == EPIPE || err->code == ECONNRESET)
 		error_wrap(err, "the destination closed the connection (its VMM exited, was "

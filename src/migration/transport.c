@@ -2,6 +2,7 @@
  * by their timeouts, sends by TCP_USER_TIMEOUT (a cut link fails the send
  * instead of hanging), frame reads by poll. */
 #include "migration/transport.h"
+#include "migration/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -106,7 +107,10 @@ int mig_connect(const struct mig_address *a, int timeout_ms, int stall_ms, struc
 		return error_errno(err, e, "configuring the migration socket");
 	}
 	set_stall_timeout(fd, stall_ms);
-	return fd;
+	int tfd = mig_tls_wrap(fd, false, timeout_ms, NULL, 0, err);
+	if (tfd < 0)
+		return error_wrap(err, "%s:%s", a->host, a->port);
+	return tfd;
 }
 
 int mig_listen(const struct mig_address *a, struct error *err)
@@ -150,7 +154,15 @@ int mig_accept(int listen_fd, int timeout_ms, int stall_ms, struct error *err)
 	if (fd < 0)
 		return error_errno(err, errno, "accepting the migration connection");
 	set_stall_timeout(fd, stall_ms);
-	return fd;
+	char refusal[512];
+	int tfd = mig_tls_wrap(fd, true, stall_ms, refusal, sizeof(refusal), err);
+	if (tfd >= 0 && refusal[0]) {
+		struct error e2 = { 0 };
+		(void)mig_send_frame(tfd, MIG_FRAME_ERROR, refusal, &e2);
+		close(tfd);
+		return error_set(err, EACCES, "refused a migration connection: %s", refusal);
+	}
+	return tfd;
 }
 
 int mig_send_frame_bin(int fd, enum mig_frame_type type, const void *data, size_t len,

@@ -49,8 +49,9 @@ class MovingVm:
     then need --copy-storage."""
 
     def __init__(self, lab, workdir, cpus=1, memory="256M", dirtier="-s,32,-r,16",
-                 heartbeat_us=20000, local_disk=None, prepare=None):
+                 heartbeat_us=20000, local_disk=None, prepare=None, tls="test"):
         self.lab = lab
+        self.tls = tls                 # ternvm.Vm's tls: every VMM of this guest
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus, self.memory = cpus, memory
@@ -87,6 +88,7 @@ class MovingVm:
 
     def _vm(self, host, **kw):
         self.generation += 1
+        kw.setdefault("tls", self.tls)
         return Vm(self.workdir / f"g{self.generation}-h{host}", cpus=self.cpus,
                   memory=self.memory, netns=self.lab.hosts[host],
                   disks=[self.disk_path(host)], nets=[f"tap={TAP},mac={MAC}"], **kw)
@@ -100,10 +102,10 @@ class MovingVm:
                        "echo $! > /tmp/counter.pid")
         return self
 
-    def start_incoming(self, host, port=None):
+    def start_incoming(self, host, port=None, **kw):
         port = port or next_port()
         uri = f"tcp:{self.lab.hosts[host].ip}:{port}"
-        dst = self._vm(host, incoming=uri).start().wait_listening()
+        dst = self._vm(host, incoming=uri, **kw).start().wait_listening()
         return dst, uri
 
     def migrate(self, uri, *options):
@@ -135,9 +137,9 @@ class MovingVm:
                 raise TimeoutError(f"migration still {st['phase']} after {timeout}s: {st}")
             time.sleep(0.1)
 
-    def move_to(self, host, *options):
+    def move_to(self, host, *options, **kw):
         """Migrates the guest to lab host `host`; returns the final status."""
-        dst, uri = self.start_incoming(host)
+        dst, uri = self.start_incoming(host, **kw)
         try:
             self.migrate(uri, *options)
             st = self.wait_finished()

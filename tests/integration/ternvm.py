@@ -5,11 +5,14 @@ into a buffer), its second serial port (a file) and its API socket. Tests
 talk to the guest's shell with sh(), which frames each command with a
 unique end marker carrying the exit status.
 """
+import atexit
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,6 +23,40 @@ GUEST_DIR = Path(os.environ.get("GUEST_DIR", Path.home() / ".cache" / "tern" / "
 KERNEL = GUEST_DIR / "Image"
 INITRD = GUEST_DIR / "initrd.img"
 BOOT_TIMEOUT = float(os.environ.get("TERN_BOOT_TIMEOUT", "180"))
+# The lab's addresses (tests/lab/lab.py) and loopback: what a test VM's
+# certificate must name for a peer's allow list to find it.
+TEST_CERT_IPS = ["127.0.0.1"] + [f"10.90.0.{i}" for i in range(1, 30)]
+
+_tls = {}
+
+
+def make_certs(base, name, ca="ca", extra=(), expired=False):
+    """A host certificate directory (for --tls-dir) under base, signed by
+    the CA in base/ca (made on first use)."""
+    base = Path(base)
+    mk = ["bash", str(REPO / "scripts" / "mkcerts.sh")]
+    if not (base / ca / "ca.pem").exists():
+        subprocess.run(mk + ["ca", str(base / ca)], check=True, stdout=subprocess.DEVNULL)
+    out = base / f"{name}-{ca}{'-expired' if expired else ''}"
+    if not (out / "host.pem").exists():
+        subprocess.run(mk + ["host", str(base / ca), str(out), name, *extra]
+                       + (["--expired"] if expired else []), check=True,
+                       stdout=subprocess.DEVNULL)
+    return out
+
+
+def test_tls_dir():
+    """The credentials every test VM migrates with, made once per run:
+    migration TLS is on by default, so the tests run with it."""
+    if "dir" not in _tls:
+        base = Path(tempfile.mkdtemp(prefix="tern-tls-"))
+        atexit.register(shutil.rmtree, base, True)
+        _tls["base"] = base
+        _tls["dir"] = make_certs(base, "testhost", extra=[f"IP:{ip}" for ip in TEST_CERT_IPS])
+    return _tls["dir"]
+
+
+test_tls_dir.__test__ = False     # not a pytest test
 
 
 def guest_images():
@@ -105,7 +142,7 @@ class Console:
 class Vm:
     def __init__(self, workdir, cpus=1, memory="256M", cmdline="", binary=None,
                  kernel=None, initrd=None, extra_args=(), disks=(), nets=(), netns=None,
-                 restore=None, incoming=None):
+                 restore=None, incoming=None, tls="test", tls_allow=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus
@@ -120,6 +157,8 @@ class Vm:
         self.netns = netns             # a netlab.Namespace to run tern in
         self.restore = restore         # a snapshot file to continue instead of booting
         self.incoming = incoming       # "tcp:ADDR:PORT": wait for a migrating VM
+        self.tls = tls                 # "test" (test_tls_dir), "off", None or a dir
+        self.tls_allow = tls_allow
         self.console_path = self.workdir / "console.sock"
         self.api_path = self.workdir / "api.sock"
         self.serial1_path = self.workdir / "ttyS1.out"
@@ -147,6 +186,12 @@ class Vm:
             cmd += ["--disk", str(d)]
         for n in self.nets:
             cmd += ["--net", n]
+        if self.tls == "off":
+            cmd += ["--no-tls"]
+        elif self.tls:
+            cmd += ["--tls-dir", str(test_tls_dir() if self.tls == "test" else self.tls)]
+        if self.tls_allow:
+            cmd += ["--tls-allow", self.tls_allow]
         if not (self.restore or self.incoming):
             cmd += ["--cmdline", f"console=ttyS0 {self.cmdline}".strip()]
         cmd += self.extra_args
