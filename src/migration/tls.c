@@ -43,6 +43,7 @@ static struct {
 } tls = { .lock = PTHREAD_MUTEX_INITIALIZER, .drained = PTHREAD_COND_INITIALIZER };
 
 #define EXIT_DRAIN_MS 2000
+#define LINGER_MS 300
 
 /* The first OpenSSL error of this thread, for a message. */
 static const char *ssl_reason(char *buf, size_t size)
@@ -300,47 +301,17 @@ static int ssl_failure(SSL *ssl, int r)
 static void *pump_main(void *arg)
 {
 	struct pump *p = arg;
-	bool app_eof = false, net_eof = false;
+	/* caller_done: the caller closed its end; write_dead: the peer takes
+	 * no more (what it sent before may still be read and delivered: a
+	 * destination's ERROR frame comes just before it closes). */
+	bool caller_done = false, write_dead = false, net_eof = false;
 	int net_error = 0;
+	int64_t linger_until = 0;
 	for (;;) {
 		bool progress = false;
 		short net_events = 0, app_events = 0;
-		/* app -> net */
-		if (!app_eof && p->up_len == 0) {
-			ssize_t n = read(p->app, p->up, PUMP_BUF);
-			if (n > 0) {
-				p->up_len = (size_t)n;
-				p->up_off = 0;
-				progress = true;
-			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-				app_eof = true;
-				(void)SSL_shutdown(p->ssl);     /* close_notify, best effort */
-				progress = true;
-			} else {
-				app_events |= POLLIN;
-			}
-		}
-		if (p->up_len) {
-			ERR_clear_error();
-			int r = SSL_write(p->ssl, p->up + p->up_off, (int)(p->up_len - p->up_off));
-			if (r > 0) {
-				p->up_off += (size_t)r;
-				if (p->up_off == p->up_len)
-					p->up_len = 0;
-				progress = true;
-			} else {
-				int e = SSL_get_error(p->ssl, r);
-				if (e == SSL_ERROR_WANT_WRITE)
-					net_events |= POLLOUT;
-				else if (e == SSL_ERROR_WANT_READ)
-					net_events |= POLLIN;
-				else {
-					net_error = ssl_failure(p->ssl, r);
-					break;
-				}
-			}
-		}
-		/* net -> app */
+		/* net -> app first: a peer's last words (an ERROR frame before it
+		 * closes) leave the socket before a write can fail on its reset. */
 		if (!net_eof && p->down_len == 0) {
 			ERR_clear_error();
 			int r = SSL_read(p->ssl, p->down, PUMP_BUF);
@@ -350,14 +321,54 @@ static void *pump_main(void *arg)
 				progress = true;
 			} else {
 				int e = SSL_get_error(p->ssl, r);
-				if (e == SSL_ERROR_WANT_READ)
+				if (e == SSL_ERROR_WANT_READ) {
 					net_events |= POLLIN;
-				else if (e == SSL_ERROR_WANT_WRITE)
+				} else if (e == SSL_ERROR_WANT_WRITE) {
 					net_events |= POLLOUT;
-				else {
+				} else {
 					net_eof = true;
-					net_error = ssl_failure(p->ssl, r);
-					/* The caller reads EOF once what came is delivered. */
+					int f = ssl_failure(p->ssl, r);
+					if (!net_error)
+						net_error = f;
+					progress = true;
+				}
+			}
+		}
+		/* app -> net */
+		if (!caller_done && !write_dead && p->up_len == 0) {
+			ssize_t n = read(p->app, p->up, PUMP_BUF);
+			if (n > 0) {
+				p->up_len = (size_t)n;
+				p->up_off = 0;
+				progress = true;
+			} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+				caller_done = true;
+				(void)SSL_shutdown(p->ssl);     /* close_notify, best effort */
+				progress = true;
+			} else {
+				app_events |= POLLIN;
+			}
+		}
+		if (p->up_len && !write_dead) {
+			ERR_clear_error();
+			int r = SSL_write(p->ssl, p->up + p->up_off, (int)(p->up_len - p->up_off));
+			if (r > 0) {
+				p->up_off += (size_t)r;
+				if (p->up_off == p->up_len)
+					p->up_len = 0;
+				progress = true;
+			} else {
+				int e = SSL_get_error(p->ssl, r);
+				if (e == SSL_ERROR_WANT_WRITE) {
+					net_events |= POLLOUT;
+				} else if (e == SSL_ERROR_WANT_READ) {
+					net_events |= POLLIN;
+				} else {
+					int f = ssl_failure(p->ssl, r);
+					if (!net_error)
+						net_error = f ? f : EPIPE;
+					write_dead = true;
+					p->up_len = 0;
 					progress = true;
 				}
 			}
@@ -372,27 +383,38 @@ static void *pump_main(void *arg)
 				progress = true;
 			} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 				app_events |= POLLOUT;
+			} else if (caller_done) {
+				p->down_len = 0;        /* lingering: nobody reads any more */
+				progress = true;
 			} else {
 				break;          /* the caller closed its end */
 			}
 		}
 		if (net_eof && !p->down_len) {
+			/* Everything the peer sent is delivered: the caller reads EOF. */
 			shutdown(p->app, SHUT_WR);
-			if (app_eof || net_error)
+			if (caller_done || write_dead)
 				break;
 		}
-		if (app_eof && !p->up_len && (net_eof || net_error))
-			break;
-		if (app_eof && !p->up_len && !net_eof && !p->down_len && !(app_events & POLLOUT)) {
-			/* The caller is done: nothing of the peer's is awaited. */
-			break;
+		/* The caller is gone and its last bytes went out. Read on a
+		 * little, so that closing with the peer's data unread does not
+		 * reset the connection and destroy what we sent last. */
+		if (caller_done && !p->up_len) {
+			if (!linger_until)
+				linger_until = now_ms() + LINGER_MS;
+			if (net_eof || write_dead || now_ms() >= linger_until)
+				break;
 		}
 		if (progress || SSL_pending(p->ssl))
 			continue;
 		struct pollfd fds[2] = { { .fd = p->net, .events = net_events },
-					 { .fd = p->app, .events = app_events } };
-		if (poll(fds, 2, -1) < 0 && errno != EINTR) {
-			net_error = errno;
+					 { .fd = p->app, .events = caller_done ? 0 : app_events } };
+		int wait_ms = linger_until ? (int)(linger_until - now_ms()) : -1;
+		if (linger_until && wait_ms < 0)
+			wait_ms = 0;
+		if (poll(fds, 2, wait_ms) < 0 && errno != EINTR) {
+			if (!net_error)
+				net_error = errno;
 			break;
 		}
 		if ((fds[1].revents & (POLLHUP | POLLERR)) && !(fds[1].revents & POLLIN) &&
