@@ -12,13 +12,13 @@
 # becomes its own test binary linked against that library.
 
 CC      ?= gcc
-PKGS    := jansson libxxhash libzstd openssl
+PKGS    := jansson libxxhash libzstd openssl libseccomp
 CFLAGS_COMMON := -std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter \
                  -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                  -D_GNU_SOURCE -Isrc -pthread -g \
                  $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Debian's libfdt-dev ships no pkg-config file.
-LDLIBS  := -lfdt $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lxxhash -lzstd -lssl -lcrypto) -lm -pthread
+LDLIBS  := -lfdt $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lxxhash -lzstd -lssl -lcrypto -lseccomp) -lm -pthread
 
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 ASAN_CFLAGS    := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \

@@ -9,7 +9,7 @@ packages=(
 	python3 python3-pytest
 	gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
 	qemu-system-misc opensbi
-	libxxhash-dev libzstd-dev libssl-dev openssl
+	libxxhash-dev libzstd-dev libssl-dev openssl libseccomp-dev
 	xz-utils cpio e2fsprogs debian-archive-keyring
 	iproute2 iputils-ping tcpdump
 )

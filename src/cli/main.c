@@ -22,6 +22,7 @@
 #include "machine/vm.h"
 #include "migration/incoming.h"
 #include "migration/tls.h"
+#include "sandbox/seccomp.h"
 #include "migration/snapshot.h"
 #include "util/log.h"
 
@@ -71,7 +72,8 @@ static void usage(FILE *out)
 		"  --tls-allow NAMES   accept only migration peers whose certificate names one\n"
 		"                      of NAMES (comma-separated DNS names or IPs)\n"
 		"  --no-tls            migrate in plaintext (the other end must too)\n"
-
+		"  --no-seccomp        do not confine the process to the system calls it\n"
+		"                      needs (for debugging)\n"
 		"  --log-level LEVEL   error, warning, info or debug (default info)\n"
 		"\n"
 		"exit status of vm run: 0 guest powered off or stopped by the API, 1 error,\n"
@@ -228,7 +230,7 @@ static int cmd_vm_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
 	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET, OPT_RESTORE,
-	       OPT_INCOMING, OPT_TLS_DIR, OPT_TLS_ALLOW, OPT_NO_TLS };
+	       OPT_INCOMING, OPT_TLS_DIR, OPT_TLS_ALLOW, OPT_NO_TLS, OPT_NO_SECCOMP };
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -247,10 +249,11 @@ static int cmd_vm_run(int argc, char **argv)
 		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
 		{ "tls-allow", required_argument, NULL, OPT_TLS_ALLOW },
 		{ "no-tls", no_argument, NULL, OPT_NO_TLS },
+		{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 		{ 0 },
 	};
 	const char *restore = NULL, *incoming = NULL, *tls_dir = NULL, *tls_allow = NULL;
-	bool no_tls = false;
+	bool no_tls = false, no_seccomp = false;
 	bool memory_given = false, cpus_given = false;
 	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
 
@@ -287,6 +290,7 @@ static int cmd_vm_run(int argc, char **argv)
 		case OPT_TLS_DIR: tls_dir = optarg; break;
 		case OPT_TLS_ALLOW: tls_allow = optarg; break;
 		case OPT_NO_TLS: no_tls = true; break;
+		case OPT_NO_SECCOMP: no_seccomp = true; break;
 		case OPT_DISK:
 			if (cfg.num_disks == VM_MAX_DISKS)
 				return usage_error("--disk %s: at most %d disks", optarg, VM_MAX_DISKS);
@@ -319,6 +323,15 @@ static int cmd_vm_run(int argc, char **argv)
 		struct error terr = { 0 };
 		if (mig_tls_configure(&o, &terr) < 0) {
 			fprintf(stderr, "tern: %s\n", terr.msg);
+			return VM_EXIT_ERROR;
+		}
+	}
+	/* From here on the process needs only the calls of a running VMM:
+	 * before any thread starts, before any guest or peer byte is read. */
+	if (!no_seccomp) {
+		struct error serr = { 0 };
+		if (sandbox_install(&serr) < 0) {
+			fprintf(stderr, "tern: %s (--no-seccomp runs without the filter)\n", serr.msg);
 			return VM_EXIT_ERROR;
 		}
 	}

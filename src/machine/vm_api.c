@@ -92,6 +92,8 @@ static int cmd_resume(void *opaque, json_t *args, json_t **result, struct error 
 		return error_set(err, EBUSY, "the last migration's outcome is unknown: the guest may "
 				 "be running on the destination. Check there, then resume with "
 				 "\"force\": true");
+	if ((rc = migration_check_idle(opaque, "resume", true, err)))
+		return rc;
 	rc = vm_resume(opaque, err);
 	if (rc)
 		return rc;
@@ -123,7 +125,10 @@ static int cmd_snapshot(void *opaque, json_t *args, json_t **result, struct erro
 	if (stop && !json_is_boolean(stop))
 		return error_set(err, EINVAL, "snapshot: \"stop\" must be true or false");
 	struct snapshot_report rep;
-	int rc = snapshot_save(vm, json_string_value(path), json_is_true(stop), &rep, err);
+	/* A snapshot pauses and resumes the guest: never under a migration. */
+	int rc = migration_check_idle(vm, "snapshot", false, err);
+	if (!rc)
+		rc = snapshot_save(vm, json_string_value(path), json_is_true(stop), &rep, err);
 	if (rc)
 		return rc;
 	*result = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",

@@ -905,6 +905,27 @@ bool migration_outcome_unknown(struct vm *vm)
 	return unknown;
 }
 
+int migration_check_idle(struct vm *vm, const char *what, bool running_ok, struct error *err)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	enum mig_phase phase = m->st.phase;
+	char to[sizeof(m->st.to)];
+	snprintf(to, sizeof(to), "%s", m->st.to);
+	pthread_mutex_unlock(&m->lock);
+	if (mig_phase_finished(phase))
+		return 0;
+	/* While the guest still runs here it may be paused and resumed: the
+	 * passes go on. From the pause of the switch-over on, it is the
+	 * migration's. */
+	if (running_ok && phase <= MIG_PHASE_PRECOPY)
+		return 0;
+	return error_set(err, EBUSY, "%s: a migration to %s is in progress (%s); wait for it or "
+			 "cancel it (migrate-cancel) first", what, to, mig_phase_name(phase));
+}
+
 int migration_resume(struct vm *vm, const char *to, struct error *err)
 {
 	struct migration *m = vm->migration;

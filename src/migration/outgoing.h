@@ -93,6 +93,9 @@ int migration_cancel(struct vm *vm, struct error *err);
 int migration_resume(struct vm *vm, const char *to, struct error *err);
 /* True if the last migration ended with its outcome unknown. */
 bool migration_outcome_unknown(struct vm *vm);
+/* 0 if no migration is under way (or, with running_ok, only its passes,
+ * while the guest still runs here); else -EBUSY naming it, for `what`. */
+int migration_check_idle(struct vm *vm, const char *what, bool running_ok, struct error *err);
 /* Joins the migration thread (at VM teardown). */
 void migration_destroy(struct vm *vm);
 

@@ -11,7 +11,12 @@
  *     that mutations inside payloads reach the section decoders instead of
  *     dying at the checksum (which would otherwise catch nearly all);
  *   control bit 0 set (odd): the bytes are fed as they are, which keeps
- *     the framing checks (checksums, END) under the fuzzer too.
+ *     the framing checks (checksums, END) under the fuzzer too;
+ *   control bit 1 set: the stream is loaded as a live migration's
+ *     destination loads it (`tern vm run --incoming`): deltas, POSTCOPY,
+ *     SYNC and DISK sections are allowed, every disk CONFIG marks as copied
+ *     is written by the DISK sections, and RAMHASH is checked at the end.
+ *     (CHANNELS, which needs more connections, is refused.)
  *
  * The target VM is fresh for every input, as in tern: memory and harts
  * from the stream's CONFIG (as main.c takes them), and as many disks as
@@ -38,6 +43,7 @@
 #include "cpu/cpu.h"
 #include "devices/virtio/virtio.h"
 #include "machine/vm.h"
+#include "migration/diskcopy.h"
 #include "migration/stream.h"
 #include "migration/vmstate.h"
 #include "state/state.h"
@@ -47,6 +53,7 @@
 #define FUZZ_MAX_MEMORY (512 * MIB)
 #define DISK_SIZE MIB
 #define CONTROL_RAW 0x01
+#define CONTROL_LIVE 0x02
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -202,8 +209,18 @@ static void feed(const uint8_t *p, size_t len)
 		abort();
 }
 
+static int sync_stub(void *ctx, struct error *err)
+{
+	return 0;
+}
+
+static int channels_stub(void *ctx, const struct mig_section *s, struct error *err)
+{
+	return error_set(err, EPROTO, "the fuzzer has no further connections");
+}
+
 /* Returns 0 when the stream loaded, else the (expected) refusal. */
-static int restore(const uint8_t *stream, size_t len, struct error *err)
+static int restore(const uint8_t *stream, size_t len, bool live, struct error *err)
 {
 	feed(stream, len);
 	struct mig_reader r;
@@ -224,10 +241,27 @@ static int restore(const uint8_t *stream, size_t len, struct error *err)
 	reset_disks(disks);
 	struct vm *vm = build_vm(shape.ram_size, shape.num_harts, disks);
 	struct vmstate_loader l;
-	vmstate_loader_init(&l, vm, true);
+	vmstate_loader_init(&l, vm, !live);
+	/* As incoming.c: the disks the CONFIG says are copied take DISK
+	 * sections (here written into the memfd images). */
+	struct disk_targets targets = { 0 };
+	if (live) {
+		l.live = true;
+		l.on_sync = sync_stub;
+		l.on_channels = channels_stub;
+		for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+			targets.t[i].fd = targets.t[i].replaced_fd = -1;
+		targets.n = disks;
+		for (unsigned i = 0; i < disks && i < shape.num_disks; i++)
+			targets.t[i].copy = shape.disks[i].copy;
+		l.disks = &targets;
+	}
 	rc = vmstate_check_config(&l, &shape, err);
 	if (!rc)
 		rc = vmstate_load_rest(&l, &r, err);
+	if (!rc && live)
+		rc = vmstate_check_ramhash(&l, err);
+	vmstate_loader_free(&l);
 	vm_destroy(vm);
 out:
 	mig_reader_free(&r);
@@ -246,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!(data[0] & CONTROL_RAW))
 		fix_up(stream, len);
 	struct error err = { 0 };
-	int rc = restore(stream, len, &err);
+	int rc = restore(stream, len, data[0] & CONTROL_LIVE, &err);
 	if (getenv("TERN_FUZZ_VERBOSE"))
 		fprintf(stderr, "fuzz_stream: %s\n", rc ? err.msg : "loaded");
 	free(stream);
@@ -445,6 +479,52 @@ static void write_seed(const char *dir, const char *name, uint8_t control, struc
 	b->p = NULL;
 }
 
+/* A live migration's stream: CONFIG with the disk marked copied, RAM
+ * (a page again as a delta against its first copy), DISK sections (data
+ * and zeroes), SYNC, RAMHASH, the state, END. */
+static struct buf save_live_seed(void)
+{
+	struct vm *vm = seed_vm(1, 1);
+	for (unsigned i = 0; i < vm->num_virtio; i++)
+		virtio_mmio_pause(vm->virtio[i]);
+	int fd = memfd_create("tern-fuzz-seed", MFD_CLOEXEC);
+	struct mig_writer w;
+	struct error err = { 0 };
+	struct ram_stats stats = { 0 };
+	uint64_t copy_bytes[VM_MAX_DISKS] = { 8192 };
+	uint8_t disk[3 * DISK_REC_HEADER + 8192];
+	size_t n = 0;
+	put_le(disk, 4096, 8);
+	put_le(disk + 8, 8192, 4);
+	put_le(disk + 12, 0, 4);
+	for (unsigned i = 0; i < 8192; i++)
+		disk[DISK_REC_HEADER + i] = (uint8_t)(i * 7 + 3);
+	n = DISK_REC_HEADER + 8192;
+	put_le(disk + n, 65536, 8);
+	put_le(disk + n + 8, 4096, 4);
+	put_le(disk + n + 12, DISK_REC_ZERO, 4);
+	n += DISK_REC_HEADER;
+	if (fd < 0 || mig_writer_init(&w, fd, false, &err) || mig_write_header(&w) ||
+	    vmstate_save_config(vm, &w, copy_bytes, &err) ||
+	    vmstate_save_ram(vm, &w, NULL, &stats, &err) ||
+	    mig_write_section(&w, MIG_SEC_DISK, 0, DISK_SECTION_VERSION, disk, n) ||
+	    mig_write_section(&w, MIG_SEC_SYNC, 0, 1, NULL, 0) ||
+	    vmstate_save_ramhash(vm, &w, &err) || vmstate_save_machine(vm, &w, &err) ||
+	    mig_write_end(&w)) {
+		fprintf(stderr, "fuzz_stream: saving the live seed: %s\n", err.msg);
+		exit(1);
+	}
+	mig_writer_free(&w);
+	vm_destroy(vm);
+	struct buf b;
+	b.len = (size_t)lseek(fd, 0, SEEK_END);
+	b.p = malloc(b.len);
+	if (!b.p || pread(fd, b.p, b.len, 0) != (ssize_t)b.len)
+		abort();
+	close(fd);
+	return b;
+}
+
 static void write_corpus(const char *dir)
 {
 	struct buf one = save_seed(1, 0), two = save_seed(2, 0), disk = save_seed(1, 1);
@@ -459,6 +539,8 @@ static void write_corpus(const char *dir)
 	write_seed(dir, "valid-2harts", 0, &m);
 	m = copy_of(&disk);
 	write_seed(dir, "valid-1hart-disk", 0, &m);
+	m = save_live_seed();
+	write_seed(dir, "valid-live-disk", CONTROL_LIVE, &m);
 
 	/* Near-valid: one thing wrong each, checksums right. */
 	m = copy_of(&one);
