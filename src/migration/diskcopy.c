@@ -21,7 +21,8 @@
 /* The destination starts writeback this often, so that the flush before
  * READY (inside the downtime) has little left to do. */
 #define SYNC_EVERY (64ull << 20)
-#define SECTION_CAP (DISK_CHUNK + 64 * DISK_REC_HEADER)
+/* A chunk's data plus a header per grain, were every grain its own record. */
+#define SECTION_CAP (DISK_CHUNK + (DISK_CHUNK / ZERO_GRAIN + 1) * DISK_REC_HEADER)
 
 static void stat_add(uint64_t *field, uint64_t n)
 {
@@ -252,6 +253,7 @@ void disk_targets_free(struct disk_targets *dt)
 			close(dt->t[i].fd);
 		if (dt->t[i].replaced_fd >= 0)
 			close(dt->t[i].replaced_fd);
+		disk_image_close(&dt->t[i].writer);
 		dt->t[i].fd = dt->t[i].replaced_fd = -1;
 	}
 	dt->n = 0;
@@ -305,6 +307,13 @@ static int make_target(struct disk_target *t, const char *path, uint64_t size,
 		log_warn("the copy of %s cannot take its permissions (%o): %s", path,
 			 (unsigned)(st.st_mode & 07777), strerror(errno));
 	snprintf(t->fd_path, sizeof(t->fd_path), "/proc/self/fd/%d", t->fd);
+	/* The copy is written through its own descriptor: the VM may open
+	 * the disk read-only. */
+	if (disk_image_open_unlocked(&t->writer, t->fd_path, false, err) < 0) {
+		close(t->fd);
+		t->fd = -1;
+		return error_wrap(err, "the copy of %s", path);
+	}
 	t->size = size;
 	t->copy = true;
 	return 0;
@@ -314,8 +323,10 @@ int disk_targets_prepare(struct disk_targets *dt, struct vm_config *cfg,
 			 const struct vm_shape *shape, struct error *err)
 {
 	memset(dt, 0, sizeof(*dt));
-	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
 		dt->t[i].fd = dt->t[i].replaced_fd = -1;
+		dt->t[i].writer.fd = -1;
+	}
 	bool any = false;
 	for (unsigned i = 0; i < shape->num_disks; i++)
 		any |= shape->disks[i].copy;
@@ -399,9 +410,7 @@ int disk_copy_apply(struct disk_targets *dt, struct vm *vm, const struct mig_sec
 	if (disk >= dt->n || !dt->t[disk].copy)
 		return error_set(err, EPROTO, "a DISK section for disk %u, which is not being "
 				 "copied", disk);
-	struct disk_image *d = vm_disk_image(vm, disk);
-	if (!d)
-		return error_set(err, EPROTO, "a DISK section for disk %u, which this VM lacks", disk);
+	struct disk_image *d = &dt->t[disk].writer;
 	int rc = disk_section_apply(d, disk, s->payload, s->length, &dt->t[disk].unsynced, err);
 	if (rc)
 		return rc;
@@ -419,8 +428,7 @@ int disk_targets_flush(struct disk_targets *dt, struct vm *vm, struct error *err
 	for (unsigned i = 0; i < dt->n; i++) {
 		if (!dt->t[i].copy)
 			continue;
-		struct disk_image *d = vm_disk_image(vm, i);
-		if (!d || disk_image_flush(d, err) < 0)
+		if (disk_image_flush(&dt->t[i].writer, err) < 0)
 			return error_wrap(err, "the copy of %s", dt->t[i].path);
 	}
 	return 0;

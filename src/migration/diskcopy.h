@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backends/disk_image.h"
 #include "machine/vm.h"
 #include "migration/stream.h"
 #include "util/error.h"
@@ -73,6 +74,7 @@ struct disk_target {
 	bool copy;                      /* this disk arrives in DISK sections */
 	int fd;                         /* the unnamed file, -1 if none */
 	int replaced_fd;                /* the image the commit replaced, until freed */
+	struct disk_image writer;       /* the copy, opened read-write for DISK sections */
 	char path[PATH_MAX];            /* the name it gets at the commit */
 	char fd_path[64];               /* /proc/self/fd/N: how the VM opens it */
 	uint64_t size;
@@ -97,7 +99,6 @@ int disk_copy_apply(struct disk_targets *dt, struct vm *vm, const struct mig_sec
 		    struct error *err);
 /* The same on an image: checks every record (alignment, bounds, flags,
  * lengths) and only then writes them all; adds the bytes to *written. */
-struct disk_image;
 int disk_section_apply(struct disk_image *d, unsigned disk, const uint8_t *payload,
 		       size_t length, uint64_t *written, struct error *err);
 /* Everything written so far reaches stable storage (before READY). */

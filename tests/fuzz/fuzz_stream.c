@@ -245,15 +245,22 @@ static int restore(const uint8_t *stream, size_t len, bool live, struct error *e
 	/* As incoming.c: the disks the CONFIG says are copied take DISK
 	 * sections (here written into the memfd images). */
 	struct disk_targets targets = { 0 };
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
+		targets.t[i].fd = targets.t[i].replaced_fd = -1;
+		targets.t[i].writer.fd = -1;
+	}
 	if (live) {
 		l.live = true;
 		l.on_sync = sync_stub;
 		l.on_channels = channels_stub;
-		for (unsigned i = 0; i < VM_MAX_DISKS; i++)
-			targets.t[i].fd = targets.t[i].replaced_fd = -1;
 		targets.n = disks;
-		for (unsigned i = 0; i < disks && i < shape.num_disks; i++)
+		for (unsigned i = 0; i < disks && i < shape.num_disks; i++) {
 			targets.t[i].copy = shape.disks[i].copy;
+			/* incoming.c writes a copy through its own descriptor. */
+			if (targets.t[i].copy &&
+			    disk_image_open_unlocked(&targets.t[i].writer, disk_path[i], false, err))
+				abort();
+		}
 		l.disks = &targets;
 	}
 	rc = vmstate_check_config(&l, &shape, err);
@@ -262,6 +269,8 @@ static int restore(const uint8_t *stream, size_t len, bool live, struct error *e
 	if (!rc && live)
 		rc = vmstate_check_ramhash(&l, err);
 	vmstate_loader_free(&l);
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		disk_image_close(&targets.t[i].writer);
 	vm_destroy(vm);
 out:
 	mig_reader_free(&r);

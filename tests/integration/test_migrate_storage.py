@@ -15,10 +15,12 @@ back with --copy-storage. At the end, from the image the VM uses: every
 record the guest saw acknowledged is there, in order, and checks out; the
 random region's CRC-32 read by the guest (O_DIRECT, from the device) equals
 the host's CRC-32 of the same bytes of the file; the 64 MiB the guest never
-touched are unchanged; and the copies stayed sparse."""
+touched are unchanged; and the copies stayed sparse. Last, on loopback, a VM
+with a read-only second disk: it is copied too."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import zlib
@@ -26,12 +28,19 @@ import zlib
 import pytest
 
 from migrate_lab import Lab, MovingVm
+from ternvm import Vm, run_tern
 
 DISK_SIZE = 2 << 30
 FILL_OFFSET, FILL_SIZE = 512 << 20, 64 << 20
 RANDOM_OFFSET_MIB, RANDOM_SIZE_MIB = 1024, 16
 RECORD = 4096
 STALL_TIMEOUT_S = 10          # the migration's (docs/migration-protocol.md)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def fill(path):
@@ -236,3 +245,37 @@ def test_copy_storage_there_and_back(guest):
     assert os.stat(image).st_blocks * 512 < 256 << 20, "the copy back is not sparse"
     # The guest's view of its whole disk agrees: its flushes reached the file.
     subprocess.run(["sync"], check=True)
+
+
+def test_read_only_disk_is_copied_too(tmp_path):
+    """--copy-storage copies every disk, a read-only one as well (the
+    destination writes its copy through its own descriptor), on loopback."""
+    src_dir, dst_dir = tmp_path / "a", tmp_path / "b"
+    src_dir.mkdir()
+    dst_dir.mkdir()
+    rw, ro = src_dir / "rw.img", src_dir / "ro.img"
+    for path, size in ((rw, 64 << 20), (ro, 32 << 20)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+    with open(ro, "r+b") as f:
+        f.seek(4 << 20)
+        f.write(os.urandom(8 << 20))
+    want = crc_of(ro, 0, 32 << 20)
+    src = Vm(tmp_path / "src", disks=[rw, f"{ro},ro"]).boot()
+    port = free_port()
+    dst = Vm(tmp_path / "dst", incoming=f"tcp:127.0.0.1:{port}",
+             disks=[dst_dir / "rw.img", f"{dst_dir / 'ro.img'},ro"]).start().wait_listening()
+    try:
+        src.sh("dd if=/dev/urandom of=/dev/vda bs=64k count=16 oflag=direct 2>/dev/null; sync")
+        rc, out = run_tern("vm", "migrate", "--api-socket", src.api_path, "--to",
+                           f"tcp:127.0.0.1:{port}", "--copy-storage", "--watch", timeout=120)
+        assert rc == 0, out
+        assert src.wait_exit(30) == 0
+        dst.attach()
+        assert crc_of(dst_dir / "ro.img", 0, 32 << 20) == want
+        assert crc_of(dst_dir / "rw.img", 0, 1 << 20) == crc_of(rw, 0, 1 << 20)
+        assert dst.sh("dd if=/dev/vdb bs=64k count=1 skip=64 iflag=direct 2>/dev/null | wc -c"
+                      ).strip() == "65536"
+    finally:
+        src.close()
+        dst.close()
