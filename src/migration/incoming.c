@@ -138,8 +138,8 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		status = refuse(fd, &err);
 		goto out;
 	}
-	close(lfd);
-	lfd = -1;
+	/* The listening socket stays until GO: a post-copy takes its preempt
+	 * connection on it. */
 	/* RUNNING will tell the source it may go: what the guest had
 	 * flushed there must be on stable storage here by then. */
 	if (mig_channels_join(&in.channels, &err) < 0 || vmstate_check_ramhash(&l, &err) < 0 ||
@@ -185,9 +185,10 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		uint64_t *owed = l.owed;
 		l.owed = NULL;
 		mig_reader_free(&r);
-		rc = postcopy_dst_start(&pc, vm, fd, owed, l.owed_pages,
+		rc = postcopy_dst_start(&pc, vm, fd, lfd, owed, l.owed_pages,
 					text + strlen(MIG_GO_POSTCOPY) + 1, &addr, &err);
-		fd = -1;    /* post-copy's now */
+		fd = -1;    /* post-copy's now, and so is lfd */
+		lfd = -1;
 		if (rc < 0) {
 			log_error("incoming migration: post-copy cannot start: %s", err.msg);
 			postcopy_dst_destroy(pc);
@@ -209,6 +210,8 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		vm_destroy(vm);
 		return status;
 	}
+	close(lfd);
+	lfd = -1;
 	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
 	if (paused)
 		vm_start_paused(vm);

@@ -389,16 +389,38 @@ static int reconnect(struct migration *m, const char *to, const char *session, u
 /* Post-copy from GO on: serve pages until DONE; after a broken link, wait
  * for --resume and carry on over a new connection. The guest is not ours
  * any more: nothing here resumes it. */
+/* The second post-copy connection, for requested pages only; -1 if the
+ * destination cannot be reached on it (post-copy then goes on without). */
+static int connect_preempt(struct migration *m, const char *session)
+{
+	struct mig_address addr;
+	struct error e = { 0 };
+	int fd = -1;
+	if (mig_parse_address(m->st.to, &addr, &e) == 0)
+		fd = mig_connect(&addr, CONNECT_TIMEOUT_MS, STALL_TIMEOUT_MS, &e);
+	if (fd >= 0 && mig_send_frame(fd, MIG_FRAME_PREEMPT, session, &e) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		log_warn("post-copy: no preempt connection (%s); requested pages go with the rest",
+			 e.msg);
+	return fd;
+}
+
 static enum mig_phase run_postcopy(struct migration *m, int *fd, uint64_t *owed,
 				   const char *session, struct error *err)
 {
+	/* Only the first time: after a reconnect the one connection serves. */
+	int preempt = connect_preempt(m, session);
 	for (;;) {
 		set_phase(m, MIG_PHASE_POSTCOPY);
 		pthread_mutex_lock(&m->lock);
 		uint64_t bandwidth = m->st.params.bandwidth;
 		m->fd = *fd;
 		pthread_mutex_unlock(&m->lock);
-		int rc = postcopy_serve(m->vm, *fd, owed, bandwidth, &m->pc, &m->lock, err);
+		int rc = postcopy_serve(m->vm, *fd, preempt, owed, bandwidth, &m->pc, &m->lock, err);
+		preempt = -1;
 		pthread_mutex_lock(&m->lock);
 		m->fd = -1;
 		pthread_mutex_unlock(&m->lock);

@@ -30,13 +30,16 @@
 #define STALL_TIMEOUT_MS 10000
 #define RESUME_TIMEOUT_MS 10000
 #define REQUEST_BATCH 64
+#define PREEMPT_ACCEPT_MS 5000
 
 struct postcopy_dst {
 	struct vm *vm;
 	int uffd;
 	int stop_pipe[2];               /* written once to end the fault thread */
-	pthread_t fault_thread, receive_thread;
-	bool fault_started, receive_started;
+	pthread_t fault_thread, receive_thread, preempt_thread;
+	bool fault_started, receive_started, preempt_started;
+	int preempt_lfd, preempt_fd;    /* the second connection, for requested pages */
+	bool preempt_running;           /* under lock: its pages may still come */
 	struct mig_address addr;
 	char session[64];
 
@@ -44,13 +47,13 @@ struct postcopy_dst {
 	 * thread, after the page is installed; the fault thread reads it. */
 	uint64_t *owed;
 	size_t words;
-	uint64_t owed_left;             /* receive thread only */
+	uint64_t owed_left;             /* atomic: both receiving threads install */
 	uint64_t *requested;            /* fault thread only */
 
 	pthread_mutex_t lock;           /* below */
 	int fd;                         /* -1 while the link is down */
 	bool stopping;
-	uint64_t pages_requested, pages_background, zero_faults;
+	uint64_t pages_requested, pages_background, pages_preempt, zero_faults;
 	int64_t started_ns;
 };
 
@@ -152,9 +155,15 @@ static void *fault_main(void *arg)
 
 /* ---- pages -------------------------------------------------------------------- */
 
-static int install(void *ctx, uint64_t gpa, const uint8_t *data)
+struct install_ctx {
+	struct postcopy_dst *p;
+	uint64_t installed;
+};
+
+static int install(void *arg, uint64_t gpa, const uint8_t *data)
 {
-	struct postcopy_dst *p = ctx;
+	struct install_ctx *ctx = arg;
+	struct postcopy_dst *p = ctx->p;
 	struct guest_ram *ram = &p->vm->ram;
 	uint64_t pfn = (gpa - ram->base) >> GUEST_PAGE_SHIFT;
 	if (!owed(p, pfn))
@@ -178,43 +187,72 @@ static int install(void *ctx, uint64_t gpa, const uint8_t *data)
 			return -errno;
 		}
 	}
-	__atomic_fetch_and(&p->owed[pfn / 64], ~(1ull << (pfn % 64)), __ATOMIC_RELEASE);
-	p->owed_left--;
+	/* Two threads may install the same page (EEXIST for the second):
+	 * whoever clears the bit counts it. */
+	uint64_t bit = 1ull << (pfn % 64);
+	if (__atomic_fetch_and(&p->owed[pfn / 64], ~bit, __ATOMIC_ACQ_REL) & bit) {
+		__atomic_fetch_sub(&p->owed_left, 1, __ATOMIC_ACQ_REL);
+		ctx->installed++;
+	}
 	return 0;
 }
 
-/* Reads the post-copy stream until END (0) or a failure (< 0). */
-static int receive_stream(struct postcopy_dst *p, int fd, struct error *err)
+static uint64_t owed_left(struct postcopy_dst *p)
 {
-	struct mig_reader r;
-	int rc = mig_reader_init(&r, fd, "the post-copy stream", err);
-	if (rc)
-		return rc;
-	rc = mig_read_header(&r, err);
+	return __atomic_load_n(&p->owed_left, __ATOMIC_ACQUIRE);
+}
+
+/* Reads RAM sections from a post-copy stream until END (0) or a failure;
+ * adds the pages it installed to *installed (under lock) as it goes. */
+static int install_stream(struct postcopy_dst *p, struct mig_reader *r, uint64_t *installed,
+			  struct error *err)
+{
+	int rc = mig_read_header(r, err);
 	while (!rc) {
 		struct mig_section s;
-		rc = mig_read_section(&r, &s, err);
-		if (rc == 0)
-			break;
-		if (rc < 0)
+		rc = mig_read_section(r, &s, err);
+		if (rc <= 0)
 			break;
 		if (s.type != MIG_SEC_RAM) {
 			rc = error_set(err, EPROTO, "a %s section in the post-copy stream",
 				       mig_section_name(s.type));
 			break;
 		}
-		uint64_t before = p->owed_left;
-		rc = vmstate_for_each_page(p->vm, &s, install, p, err);
+		struct install_ctx ctx = { p, 0 };
+		rc = vmstate_for_each_page(p->vm, &s, install, &ctx, err);
 		if (rc && !err->code)
 			error_errno(err, -rc, "installing a post-copy page");
 		pthread_mutex_lock(&p->lock);
-		p->pages_background += before - p->owed_left;
+		*installed += ctx.installed;
 		pthread_mutex_unlock(&p->lock);
 	}
+	return rc;
+}
+
+/* Reads the post-copy stream until END (0) or a failure (< 0); then waits
+ * for the pages still on the preempt connection. */
+static int receive_stream(struct postcopy_dst *p, int fd, struct error *err)
+{
+	struct mig_reader r;
+	int rc = mig_reader_init(&r, fd, "the post-copy stream", err);
+	if (rc)
+		return rc;
+	rc = install_stream(p, &r, &p->pages_background, err);
 	mig_reader_free(&r);
-	if (!rc && p->owed_left)
+	/* The background is over; requested pages may still be on the way on
+	 * the other connection (the source takes each page for one of them). */
+	for (int64_t deadline = monotonic_ns() + (int64_t)STALL_TIMEOUT_MS * 1000000;
+	     !rc && owed_left(p) && monotonic_ns() < deadline;) {
+		pthread_mutex_lock(&p->lock);
+		bool preempt = p->preempt_running;
+		pthread_mutex_unlock(&p->lock);
+		if (!preempt)
+			break;
+		usleep(1000);
+	}
+	if (!rc && owed_left(p))
 		rc = error_set(err, EPROTO, "the post-copy stream ended with %" PRIu64
-			       " pages still missing", p->owed_left);
+			       " pages still missing", owed_left(p));
 	return rc;
 }
 
@@ -251,7 +289,7 @@ static int wait_for_source(struct postcopy_dst *p, const char *why)
 	vm_freeze(vm);
 	log_error("post-copy: the link to the source failed (%s); %" PRIu64 " pages are still "
 		  "there, so the guest is paused. It continues when the source reconnects: "
-		  "tern vm migrate --resume on the source, to %s:%s", why, p->owed_left,
+		  "tern vm migrate --resume on the source, to %s:%s", why, owed_left(p),
 		  p->addr.host, p->addr.port);
 	for (;;) {
 		struct error err = { 0 };
@@ -281,7 +319,7 @@ static int wait_for_source(struct postcopy_dst *p, const char *why)
 		if (rc > 0 && type == MIG_FRAME_RESUME && !strcmp(text, p->session) &&
 		    send_owed(p, fd, &err) == 0) {
 			log_info("post-copy: the source is back; %" PRIu64 " pages to go",
-				 p->owed_left);
+				 owed_left(p));
 			return fd;
 		}
 		if (rc > 0 && type == MIG_FRAME_RESUME && strcmp(text, p->session))
@@ -335,9 +373,11 @@ static void *receive_main(void *arg)
 			if (mig_send_frame(fd, MIG_FRAME_DONE, NULL, &e2) < 0)
 				log_warn("post-copy: telling the source all pages arrived: %s", e2.msg);
 			log_info("post-copy complete after %lld ms: %" PRIu64 " pages asked for, "
-				 "%" PRIu64 " received in all, %" PRIu64 " zero pages filled in here",
+				 "%" PRIu64 " received on the main connection, %" PRIu64 " on the "
+				 "preempt one, %" PRIu64 " zero pages filled in here",
 				 (long long)(monotonic_ns() - p->started_ns) / 1000000,
-				 p->pages_requested, p->pages_background, p->zero_faults);
+				 p->pages_requested, p->pages_background, p->pages_preempt,
+				 p->zero_faults);
 			p->fd = -1;
 			pthread_mutex_unlock(&p->lock);
 			close(fd);
@@ -361,6 +401,60 @@ static void *receive_main(void *arg)
 		if (vm_resume(p->vm, &e3) < 0)
 			log_warn("post-copy: resuming the guest: %s", e3.msg);
 	}
+}
+
+/* The preempt connection: requested pages only, each sent the moment the
+ * source has the request. It ends with END after DONE; failing before,
+ * it is the link's failure: the main connection is shut too, and the
+ * recovery (--resume) goes on with the main connection alone. */
+static void *preempt_main(void *arg)
+{
+	struct postcopy_dst *p = arg;
+	struct error err = { 0 };
+	int fd = mig_accept(p->preempt_lfd, PREEMPT_ACCEPT_MS, STALL_TIMEOUT_MS, &err);
+	close(p->preempt_lfd);
+	p->preempt_lfd = -1;
+	int rc = -1;
+	if (fd < 0) {
+		log_info("post-copy: no preempt connection (%s); requested pages come with the "
+			 "rest", err.msg);
+		goto out;
+	}
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	rc = mig_recv_frame(fd, RESUME_TIMEOUT_MS, &type, text, sizeof(text), &err);
+	if (rc <= 0 || type != MIG_FRAME_PREEMPT || strcmp(text, p->session)) {
+		log_warn("post-copy: refused a preempt connection that is not this migration's");
+		rc = -1;
+		goto out;
+	}
+	pthread_mutex_lock(&p->lock);
+	bool stop = p->stopping;
+	p->preempt_fd = stop ? -1 : fd;
+	pthread_mutex_unlock(&p->lock);
+	if (stop)
+		goto out;
+	struct mig_reader r;
+	rc = mig_reader_init(&r, fd, "the post-copy preempt stream", &err);
+	if (!rc) {
+		rc = install_stream(p, &r, &p->pages_preempt, &err);
+		mig_reader_free(&r);
+	}
+	pthread_mutex_lock(&p->lock);
+	if (rc < 0 && !p->stopping && owed_left(p)) {
+		log_warn("post-copy: the preempt connection failed: %s", err.msg);
+		if (p->fd >= 0)
+			shutdown(p->fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&p->lock);
+out:
+	pthread_mutex_lock(&p->lock);
+	p->preempt_running = false;
+	p->preempt_fd = -1;
+	pthread_mutex_unlock(&p->lock);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
 }
 
 /* ---- set-up and teardown -------------------------------------------------------- */
@@ -406,15 +500,19 @@ static int register_ram(struct postcopy_dst *p, struct error *err)
 	return 0;
 }
 
-int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, uint64_t *owed_map,
-		       uint64_t owed_pages, const char *session, const struct mig_address *addr,
-		       struct error *err)
+int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, int listen_fd,
+		       uint64_t *owed_map, uint64_t owed_pages, const char *session,
+		       const struct mig_address *addr, struct error *err)
 {
 	struct postcopy_dst *p = calloc(1, sizeof(*p));
 	if (!p) {
 		free(owed_map);
+		if (listen_fd >= 0)
+			close(listen_fd);
 		return error_set(err, ENOMEM, "no memory for post-copy");
 	}
+	p->preempt_lfd = listen_fd;
+	p->preempt_fd = -1;
 	p->vm = vm;
 	p->uffd = -1;
 	p->stop_pipe[0] = p->stop_pipe[1] = -1;
@@ -444,6 +542,15 @@ int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, uint64_
 	if (rc)
 		return error_errno(err, rc, "starting the post-copy fault thread");
 	p->fault_started = true;
+	if (p->preempt_lfd >= 0) {
+		p->preempt_running = true;
+		rc = pthread_create(&p->preempt_thread, NULL, preempt_main, p);
+		if (rc) {
+			p->preempt_running = false;
+			return error_errno(err, rc, "starting the post-copy preempt thread");
+		}
+		p->preempt_started = true;
+	}
 	rc = pthread_create(&p->receive_thread, NULL, receive_main, p);
 	if (rc)
 		return error_errno(err, rc, "starting the post-copy receive thread");
@@ -461,9 +568,15 @@ void postcopy_dst_destroy(struct postcopy_dst *p)
 	p->stopping = true;
 	if (p->fd >= 0)
 		shutdown(p->fd, SHUT_RDWR);
+	if (p->preempt_fd >= 0)
+		shutdown(p->preempt_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&p->lock);
 	if (p->receive_started)
 		pthread_join(p->receive_thread, NULL);
+	if (p->preempt_started)
+		pthread_join(p->preempt_thread, NULL);
+	else if (p->preempt_lfd >= 0)
+		close(p->preempt_lfd);
 	if (p->stop_pipe[1] >= 0 && write(p->stop_pipe[1], "x", 1) < 0)
 		log_warn("post-copy: stopping the fault thread: %s", strerror(errno));
 	if (p->fault_started)

@@ -20,9 +20,12 @@ struct postcopy_dst;
  * here) come over fd, whose source identified itself as `session`. Drops
  * the stale copies of those pages, registers guest RAM, sends RUNNING and
  * starts serving faults and receiving pages. */
-int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, uint64_t *owed,
-		       uint64_t owed_pages, const char *session, const struct mig_address *addr,
-		       struct error *err);
+/* listen_fd (or -1, owned from here on): the incoming address's listening
+ * socket, on which the source's preempt connection (requested pages only)
+ * is accepted; without one, requested pages come on fd with the rest. */
+int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, int listen_fd,
+		       uint64_t *owed, uint64_t owed_pages, const char *session,
+		       const struct mig_address *addr, struct error *err);
 /* After the guest stopped: ends the threads and releases guest RAM. */
 void postcopy_dst_destroy(struct postcopy_dst *p);
 

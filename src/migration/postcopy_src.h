@@ -24,7 +24,11 @@ struct postcopy_progress {
  * a negative errno when the connection failed: `owed` then still holds
  * what was not sent, and a reconnect takes the destination's own account.
  * `progress` is updated under `lock`; bandwidth 0 = unlimited. */
-int postcopy_serve(struct vm *vm, int fd, uint64_t *owed, uint64_t bandwidth,
+/* preempt_fd (or -1): a second connection to the destination that carries
+ * only the pages it asks for, sent the moment the request arrives, so that
+ * a faulting guest does not wait behind the background stream (QEMU's
+ * postcopy-preempt). It is closed here. */
+int postcopy_serve(struct vm *vm, int fd, int preempt_fd, uint64_t *owed, uint64_t bandwidth,
 		   struct postcopy_progress *progress, pthread_mutex_t *lock,
 		   struct error *err);
 
