@@ -17,12 +17,34 @@ guest on the destination (it beats again, its shell answers, the dirtier's
 own check of every page it wrote says ok).
   tern          `tern vm migrate --to tcp:...` with tern's defaults (downtime
                 limit 30 ms, strategy auto), polled with migrate-status; the run
-                uses a copy of build/tern made at its start
+                uses a copy of build/tern made at its start. Migration TLS off:
+                `--no-tls` on source and destination (tern's default is TLS 1.3
+                with certificates on both ends), as QEMU migrates in plaintext
+                unless given TLS credentials: every tern variant below does the
+                same except tern-tls, so they stay apples-to-apples with the
+                plaintext QEMU variants
   qemu          QMP migrate-set-parameters max-bandwidth 100 GiB/s (uncapped)
                 and downtime-limit 300 ms (QEMU's default), migrate,
                 query-migrate
   qemu-dl30     the same with downtime-limit 30 ms, tern's default
   qemu-dl30-ac  (not in the default set) dl=30 plus QEMU's auto-converge
+Variants for --matrix tls (the cost of migration TLS; any --vmms can name them):
+  tern-tls      tern's defaults, TLS included: both ends started with
+                `--tls-dir DIR`, DIR the integration tests' throwaway
+                credentials (ternvm.test_tls_dir(): scripts/mkcerts.sh, a CA and
+                one ECDSA P-256 host certificate naming 127.0.0.1, made once per
+                run); TLS 1.3, each end verifies the other's certificate
+  qemu-tls      qemu-dl30 with TLS: `-object tls-creds-x509,id=tls0,dir=DIR,
+                endpoint=server,verify-peer=on` on the destination (started with
+                -incoming defer), endpoint=client on the source, and
+                migrate-set-parameters {"tls-creds": "tls0"} on both before
+                migrate-incoming / migrate. DIR has QEMU's file names, made with
+                scripts/mkcerts.sh (a CA and one ECDSA P-256 certificate for
+                127.0.0.1 with serverAuth and clientAuth, used as both server and
+                client certificate); QEMU checks the server's certificate
+                against the URI's host, 127.0.0.1 (an IP SAN). After each cell
+                query-migrate-parameters must show tls-creds "tls0" on both
+                sides, else the cell fails.
 Variants for --matrix strategies (any of them can be given to --vmms):
   tern-precopy  `--strategy precopy`     tern-ac  `--strategy auto-converge`
   tern-postcopy `--strategy postcopy`    tern-2streams  `--streams 2`
@@ -41,6 +63,16 @@ Variants for --matrix strategies (any of them can be given to --vmms):
                 zstd on both sides
   A QEMU destination given capabilities or parameters starts with -incoming
   defer and gets migrate-incoming once they are set.
+--matrix tls runs rows 1G-idle and 1G-dirty64 with tern, tern-tls, qemu-dl30
+and qemu-tls, 3 runs per cell (median), 90 s per migration at most, and
+prints (and writes to docs/benchmarks.md, section "Migration TLS cost
+(bench/migrate --matrix tls)") total, VMM downtime, heartbeat gap at the
+switch-over and wire per variant, with the ratios tern-tls/tern and
+qemu-tls/qemu-dl30 (what TLS costs each VMM) and tern-tls/qemu-tls, and,
+under the table, each figure's spread over the runs. The wire figures count
+the migration stream before encryption (tern bytes_sent, QEMU
+ram.transferred): TLS records add some 22 bytes per 16 KiB, which they do not
+show.
 --matrix strategies runs rows 1G-dirty64 and 1G-dirtymax, one run per cell,
 90 s per migration at most, and prints (and writes to docs/benchmarks.md,
 section "Live migration strategies (bench/migrate --matrix strategies)") a
@@ -99,8 +131,9 @@ Figures:
 Prints each figure, the tern/QEMU ratios and the exact commands; with the
 full default matrix (or --write-docs) it writes the results into
 docs/benchmarks.md, section "Live migration (bench/migrate)"; with the full
-strategies matrix, section "Live migration strategies (...)". Either keeps
-the section's hand-written "### Reading" part."""
+strategies matrix, section "Live migration strategies (...)"; with the full
+tls matrix, section "Migration TLS cost (...)". Each keeps the section's
+hand-written "### Reading" part."""
 import argparse
 import datetime
 import json
@@ -121,6 +154,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+import ternvm  # noqa: E402
 from ternvm import KERNEL, INITRD, TERN_BIN, Vm, guest_images  # noqa: E402
 
 OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
@@ -143,17 +177,22 @@ DEFAULT_ROWS = ["1G-idle", "2G-idle", "1G-dirty16", "1G-dirty64", "1G-dirty256",
 QUICK_ROWS = ["256M-idle"]
 WORKING_SET_MIB = 256
 # Variants: a VMM with its migration settings. name: label in the tables.
-VMMS = {"tern": "tern", "tern-precopy": "tern precopy", "tern-ac": "tern auto-converge",
+VMMS = {"tern": "tern", "tern-tls": "tern TLS",
+        "tern-precopy": "tern precopy", "tern-ac": "tern auto-converge",
         "tern-postcopy": "tern postcopy", "tern-2streams": "tern 2 streams",
         "tern-delta": "tern delta", "tern-zstd": "tern zstd 2 streams",
-        "qemu": "QEMU dl=300", "qemu-dl30": "QEMU dl=30", "qemu-dl30-ac": "QEMU dl=30 ac",
+        "qemu": "QEMU dl=300", "qemu-dl30": "QEMU dl=30", "qemu-tls": "QEMU dl=30 TLS",
+        "qemu-dl30-ac": "QEMU dl=30 ac",
         "qemu-dl30-postcopy": "QEMU dl=30 postcopy", "qemu-dl30-multifd2": "QEMU dl=30 multifd 2",
         "qemu-dl30-xbzrle": "QEMU dl=30 xbzrle", "qemu-dl30-zstd": "QEMU dl=30 multifd 2 zstd"}
 DEFAULT_VMMS = ["tern", "qemu", "qemu-dl30"]
 # tern variants: options added to `tern vm migrate` (all keep the default
-# downtime limit, 30 ms; "tern" is strategy, delta and compress auto).
+# downtime limit, 30 ms; "tern" is strategy, delta and compress auto). All
+# run source and destination with --no-tls (plaintext, as QEMU) except those
+# in TERN_TLS, which keep tern's default, TLS, with the test credentials.
 TERN_VARIANTS = {
     "tern": [],
+    "tern-tls": [],
     "tern-precopy": ["--strategy", "precopy"],
     "tern-ac": ["--strategy", "auto-converge"],
     "tern-postcopy": ["--strategy", "postcopy"],
@@ -165,9 +204,12 @@ TERN_VARIANTS = {
 # source, and on the destination (which then starts with -incoming defer and
 # is given migrate-incoming once set); xbzrle: xbzrle-cache-size as tern's
 # default delta cache; postcopy: migrate-start-postcopy once pass 1 is done.
+TERN_TLS = {"tern-tls"}
 QEMU_VARIANTS = {
     "qemu": {"downtime": 300},
     "qemu-dl30": {"downtime": 30},
+    # tls: x509 credentials "tls0" on both sides, tls-creds set on both.
+    "qemu-tls": {"downtime": 30, "tls": True},
     "qemu-dl30-ac": {"downtime": 30, "caps": ["auto-converge"]},
     "qemu-dl30-postcopy": {"downtime": 30, "caps": ["postcopy-ram"],
                            "dst_caps": ["postcopy-ram"], "postcopy": True},
@@ -196,6 +238,13 @@ STRATEGY_PAIRS = [  # label, tern variant, QEMU variant (None: QEMU's best)
 STRATEGY_VMMS = [t for _, t, _ in STRATEGY_PAIRS] + [q for _, _, q in STRATEGY_PAIRS if q]
 STRATEGY_TIMEOUT = 90.0
 STRATEGY_RUNS = 1
+# --matrix tls: what migration TLS costs each VMM, and tern's against QEMU's.
+SECTION_TLS = "## Migration TLS cost (bench/migrate --matrix tls)"
+TLS_ROWS = ["1G-idle", "1G-dirty64"]
+TLS_VMMS = ["tern", "tern-tls", "qemu-dl30", "qemu-tls"]
+TLS_TIMEOUT = 90.0
+TLS_RUNS = 3
+QEMU_TLS_ID = "tls0"
 FINAL = ("completed", "failed", "cancelled", "unknown", "none")
 
 COMMANDS = []                            # (label, command text), in order
@@ -492,15 +541,40 @@ class TernVm(Vm):
         return cmd
 
 
+def tern_tls_dir():
+    """The integration tests' throwaway migration credentials (made once per
+    run, removed at exit), noting how they were made."""
+    d = ternvm.test_tls_dir()
+    base = ternvm._tls.get("base", d.parent)
+    mk = shlex.quote(str(REPO / "scripts" / "mkcerts.sh"))
+    note_cmd("tern TLS credentials",
+             f"bash {mk} ca {base / 'ca'}; bash {mk} host {base / 'ca'} {d} testhost " +
+             " ".join(f"IP:{ip}" for ip in ternvm.TEST_CERT_IPS) +
+             "   (ternvm.test_tls_dir(); --tls-dir " + str(d) + " on both ends)")
+    return d
+
+
+# Lines of a tern log that would say a connection went without TLS.
+PLAINTEXT_LOG = re.compile(r"plaintext|no-tls|not speak TLS|without TLS", re.I)
+
+
 def tern_round(args, row, mem_mib, rate, work, name="tern"):
     run_dir = work / f"{name}-{row}"
     for sub in ("src", "dst"):
         for f in ("console.sock", "api.sock", "ttyS1.sock"):
             (run_dir / sub / f).unlink(missing_ok=True)
+    # Plaintext (--no-tls on both ends) as QEMU, except the TLS variants.
+    tls_on = name in TERN_TLS
+    tls = str(tern_tls_dir()) if tls_on else "off"
     src = TernVm(run_dir / "src", cpus=args.cpus, memory=f"{mem_mib}M", binary=TERN[0],
-                 kernel=KERNEL, initrd=INITRD, cmdline=guest_cmdline(args, rate))
+                 kernel=KERNEL, initrd=INITRD, cmdline=guest_cmdline(args, rate), tls=tls)
     port = free_port()
-    dst = TernVm(run_dir / "dst", incoming=f"tcp:127.0.0.1:{port}", binary=TERN[0])
+    dst = TernVm(run_dir / "dst", incoming=f"tcp:127.0.0.1:{port}", binary=TERN[0], tls=tls)
+    for vm in (src, dst):
+        cmd = vm.command()
+        if ("--tls-dir" in cmd) != tls_on or ("--no-tls" in cmd) == tls_on:
+            raise RuntimeError(f"{name}: TLS {'on' if tls_on else 'off'} wanted, but the "
+                               f"command is {shlex.join(cmd)}")
     readers = []
     try:
         note_cmd(f"{row} {name} source", shlex.join(src.command()))
@@ -562,8 +636,15 @@ def tern_round(args, row, mem_mib, rate, work, name="tern"):
             src_rc = src.wait_exit(30)
         except subprocess.TimeoutExpired:
             src_rc = "still running"
+        # Neither log may speak of plaintext when TLS is on (tern logs the
+        # handshake only at debug level; --no-tls on both ends says nothing).
+        said = [f"{where}: {line.strip()}" for where, vm in (("source", src), ("destination", dst))
+                for line in vm.log_text().splitlines() if PLAINTEXT_LOG.search(line)]
+        if tls_on and said:
+            raise RuntimeError(f"{name}: TLS wanted, but the logs say: " + "; ".join(said))
         return {
             "ok": True, "total_s": st["elapsed_ms"] / 1000, "host_s": (t_end - t_mig) / 1e9,
+            "tls": f"--tls-dir {tls}" if tls_on else "--no-tls", "tls_log": said,
             "downtime_ms": st["downtime_ms"], "wire_mib": st["bytes_sent"] / 2**20,
             "passes": st["pass"], "pages": st.get("pages_sent"), "dirty_rate": achieved,
             "verified": verified, "src_exit": src_rc, "status": st,
@@ -688,10 +769,11 @@ class QemuVm(Vm):
     the ACLINT's mtimecmp) and, on the destination, a qtest socket."""
 
     def __init__(self, workdir, mem_mib, cpus, cmdline, incoming=None, timer_fix=True,
-                 trace_multifd=False):
+                 trace_multifd=False, tls_dir=None):
         super().__init__(workdir)
         self.mem_mib, self.qcpus, self.qcmdline = mem_mib, cpus, cmdline
         self.qincoming, self.timer_fix = incoming, timer_fix
+        self.tls_dir = tls_dir           # x509 credentials: endpoint=server if incoming
         self.trace_path = self.workdir / "multifd-trace.log" if trace_multifd else None
         self.hb_path = self.workdir / "ttyS1.sock"
         self.qmp_path = self.workdir / "qmp.sock"
@@ -712,6 +794,9 @@ class QemuVm(Vm):
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         if self.trace_path:
             cmd += ["-trace", f"enable=multifd_send,file={self.trace_path}"]
+        if self.tls_dir:
+            cmd += ["-object", f"tls-creds-x509,id={QEMU_TLS_ID},dir={self.tls_dir},"
+                    f"endpoint={'server' if self.qincoming else 'client'},verify-peer=on"]
         if self.qincoming:
             cmd += ["-incoming", self.qincoming]
             if self.timer_fix:
@@ -737,6 +822,37 @@ def multifd_wire_mib(transferred, trace_path):
     return (transferred - sum(n for n, _ in pkts) * 4096 + sum(b for _, b in pkts)) / 2**20
 
 
+QEMU_TLS_DIR = [None]                    # made once per run, see qemu_tls_dir()
+
+
+def qemu_tls_dir(work):
+    """QEMU's x509 credentials directory (ca-cert.pem, server-cert.pem,
+    server-key.pem, client-cert.pem, client-key.pem) from scripts/mkcerts.sh:
+    a CA and one ECDSA P-256 certificate for 127.0.0.1 (serverAuth and
+    clientAuth), both server and client certificate. Made once per run."""
+    if QEMU_TLS_DIR[0]:
+        return QEMU_TLS_DIR[0]
+    base = Path(work) / "qemu-tls"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    mk = ["bash", str(REPO / "scripts" / "mkcerts.sh")]
+    steps = [mk + ["ca", str(base / "ca")],
+             mk + ["host", str(base / "ca"), str(base / "h"), "localhost", "IP:127.0.0.1"]]
+    for step in steps:
+        subprocess.run(step, check=True, stdout=subprocess.DEVNULL)
+    x509 = base / "x509"
+    x509.mkdir()
+    layout = {"ca-cert.pem": "ca/ca.pem", "server-cert.pem": "h/host.pem",
+              "server-key.pem": "h/host.key", "client-cert.pem": "h/host.pem",
+              "client-key.pem": "h/host.key"}
+    for dst, src in layout.items():
+        shutil.copy2(base / src, x509 / dst)
+    note_cmd("QEMU TLS credentials", "; ".join(shlex.join(s) for s in steps) + "; then in "
+             f"{x509}: " + ", ".join(f"{d} = {s}" for d, s in layout.items()))
+    QEMU_TLS_DIR[0] = x509
+    return x509
+
+
 def qemu_settings(name, mem_mib):
     """QMP arguments for a QEMU variant: source capabilities and parameters,
     destination capabilities and parameters (empty: plain -incoming URI)."""
@@ -748,12 +864,16 @@ def qemu_settings(name, mem_mib):
         # tern's default delta cache: a quarter of guest RAM, at most 256 MiB.
         params["xbzrle-cache-size"] = min(mem_mib // 4, 256) << 20
     dst_caps = [{"capability": c, "state": True} for c in v.get("dst_caps", [])]
-    return caps, params, dst_caps, dict(v.get("dst_params", {}))
+    dst_params = dict(v.get("dst_params", {}))
+    if v.get("tls"):
+        params["tls-creds"] = dst_params["tls-creds"] = QEMU_TLS_ID
+    return caps, params, dst_caps, dst_params
 
 
 def qemu_round(args, row, mem_mib, rate, work, name):
     caps, params, dst_caps, dst_params = qemu_settings(name, mem_mib)
     postcopy = QEMU_VARIANTS[name].get("postcopy", False)
+    tls_dir = qemu_tls_dir(work) if QEMU_VARIANTS[name].get("tls") else None
     defer = bool(dst_caps or dst_params)
     run_dir = work / f"{name}-{row}"
     for sub in ("src", "dst"):
@@ -765,9 +885,9 @@ def qemu_round(args, row, mem_mib, rate, work, name):
     fix = args.qemu_timer_fix
     # The wire figure of multifd with compression needs the packets' sizes.
     src = QemuVm(run_dir / "src", mem_mib, args.cpus, cmdline, timer_fix=fix,
-                 trace_multifd="multifd-compression" in params)
+                 trace_multifd="multifd-compression" in params, tls_dir=tls_dir)
     dst = QemuVm(run_dir / "dst", mem_mib, args.cpus, cmdline,
-                 incoming="defer" if defer else uri, timer_fix=fix)
+                 incoming="defer" if defer else uri, timer_fix=fix, tls_dir=tls_dir)
     readers, socks = [], []
     try:
         note_cmd(f"{row} {name} source", shlex.join(src.command()))
@@ -810,7 +930,9 @@ def qemu_round(args, row, mem_mib, rate, work, name):
                   '{"execute": "migrate-start-postcopy"}' if postcopy else '') +
                  '; on the destination {"execute": "query-status"} every 2 ms' +
                  ("; once it runs, qtest `readq`/`writeq` of each hart's mtimecmp "
-                  f"({ACLINT_MTIMECMP:#x} + 8 * hart)" if fix else ""))
+                  f"({ACLINT_MTIMECMP:#x} + 8 * hart)" if fix else "") +
+                 ('; after it, on both sides {"execute": "query-migrate-parameters"} '
+                  f'(tls-creds must be "{QEMU_TLS_ID}")' if tls_dir else ""))
         if defer:
             if dst_caps:
                 qd.cmd("migrate-set-capabilities", capabilities=dst_caps)
@@ -882,6 +1004,15 @@ def qemu_round(args, row, mem_mib, rate, work, name):
             "throttle": st.get("cpu-throttle-percentage"), "throttle_max": throttle_max,
             "rearm_ms": (t_fixed - t_run) / 1e6 if qt else None, **slow, **hb,
         }
+        if tls_dir:
+            # The migration really went through TLS: both sides still hold
+            # the credentials it was set up with.
+            creds = {side: q.cmd("query-migrate-parameters").get("tls-creds")
+                     for side, q in (("source", qs), ("destination", qd))}
+            if any(c != QEMU_TLS_ID for c in creds.values()):
+                raise RuntimeError(f"QEMU TLS: tls-creds after the migration {creds}, "
+                                   f"not {QEMU_TLS_ID!r} on both sides")
+            out["tls"] = "tls-creds " + ", ".join(f"{k} {v}" for k, v in creds.items())
         if src.trace_path:
             time.sleep(0.2)              # the trace log is written by QEMU's log thread
             wire = multifd_wire_mib(ram["transferred"], src.trace_path)
@@ -1157,7 +1288,8 @@ def write_strategies_docs(args, rows, vmms, md_table, extra, argv, minutes):
             f"{args.cpus}`, heartbeat every {args.heartbeat_us} µs, "
             f"`dirtier -s {WORKING_SET_MIB} -r RATE -f`, settle {args.settle:g} s), with each of "
             "tern's strategies and options beside QEMU's nearest equivalent. Every tern variant "
-            f"keeps the default downtime limit ({TERN_DEFAULT_DOWNTIME_MS} ms); every QEMU "
+            f"keeps the default downtime limit ({TERN_DEFAULT_DOWNTIME_MS} ms) and migrates in "
+            "plaintext (`--no-tls` on both ends, as QEMU); every QEMU "
             "variant has downtime-limit 30 ms and max-bandwidth 100 GiB/s. Pairs: " +
             pair_text + ".", "",
             "QEMU settings: ac = capability auto-converge; postcopy = capability postcopy-ram "
@@ -1193,6 +1325,146 @@ def write_strategies_docs(args, rows, vmms, md_table, extra, argv, minutes):
             "paths; each VMM's command lines are shown once, the variants differ in the "
             "migrate options or QMP lines):", "", "```", cmds, "```", ""]
     write_section(SECTION_STRATEGIES, body)
+
+
+# --matrix tls: key, label, format; ratios: label, numerator, denominator.
+TLS_METRICS = [
+    ("total_s", "total (s)", "{:.2f}"),
+    ("downtime_ms", "downtime, VMM (ms)", "{:.0f}"),
+    ("hb_gap_ms", "hb gap at switch (ms)", "{:.0f}"),
+    ("wire_mib", "wire (MiB)", "{:.1f}"),
+]
+TLS_RATIOS = [
+    ("tern: TLS / plain", "tern-tls", "tern"),
+    ("QEMU: TLS / plain", "qemu-tls", "qemu-dl30"),
+    ("TLS: tern / QEMU", "tern-tls", "qemu-tls"),
+]
+TLS_LABELS = {"tern": "tern (plain)", "tern-tls": "tern TLS", "qemu-dl30": "QEMU dl=30 (plain)",
+              "qemu-tls": "QEMU dl=30 TLS"}
+
+
+def build_tls_tables(table_rows, vmms):
+    """Per row and metric: each variant's median, then the TLS ratios."""
+    ratios = [(label, a, b) for label, a, b in TLS_RATIOS if a in vmms and b in vmms]
+    head = ["guest", "metric"] + [TLS_LABELS.get(v, VMMS[v]) for v in vmms] + \
+        [label for label, _, _ in ratios]
+    lines = []
+    for row, res in table_rows:
+        for key, label, spec in TLS_METRICS:
+            lines.append([row, label] + [fmt(res[v], key, spec) for v in vmms] +
+                         [ratio(res[a], res[b], key) for _, a, b in ratios])
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+    text = ["  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
+                      for i, (c, w) in enumerate(zip(cells, widths)))
+            for cells in [head] + lines]
+    md = ["| " + " | ".join(head) + " |",
+          "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    md += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in lines]
+    return "\n".join(text), "\n".join(md)
+
+
+def tls_notes(table_rows, vmms):
+    """The lines under the TLS table: each figure's spread over the runs,
+    how each cell's TLS (or its absence) was checked, what failed."""
+    out = []
+    for row, res in table_rows:
+        parts = []
+        for v in vmms:
+            ok = [r for r in res[v].get("runs", []) if r.get("ok")]
+            if not ok:
+                continue
+            fig = [f"total {span([r['total_s'] for r in ok], '{:.2f}')} s",
+                   f"downtime {span([r['downtime_ms'] for r in ok])} ms",
+                   f"hb gap {span([r['hb_gap_ms'] for r in ok])} ms",
+                   f"largest hb gap {span([r['hb_mig_ms'] for r in ok])} ms"]
+            if any(r.get("slowdown") is not None for r in ok):
+                fig.append(f"guest speed {span([r.get('slowdown') for r in ok], '{:.2f}')}")
+            parts.append(f"{TLS_LABELS.get(v, VMMS[v])} " + ", ".join(fig) +
+                         f" ({len(ok)} run{'s' if len(ok) != 1 else ''})")
+        if parts:
+            out.append(f"{row}, lowest-highest over the runs: " + "; ".join(parts) + ".")
+    checks = []
+    for v in vmms:
+        runs = [r for _, res in table_rows for r in res[v].get("runs", []) if r.get("ok")]
+        if not runs:
+            continue
+        seen = sorted({r.get("tls") or "" for r in runs})
+        if v in TERN_VARIANTS:
+            flags = "--tls-dir on both ends" if v in TERN_TLS else "--no-tls on both ends"
+            logs = sum(len(r.get("tls_log") or []) for r in runs)
+            checks.append(f"{TLS_LABELS.get(v, VMMS[v])}: {flags} in every run"
+                          + (", no log line about plaintext" if v in TERN_TLS and not logs
+                             else f", {logs} log lines about TLS" if logs else ""))
+        elif QEMU_VARIANTS[v].get("tls"):
+            checks.append(f"{TLS_LABELS.get(v, VMMS[v])}: query-migrate-parameters after "
+                          f"every one of its {len(runs)} completed runs (all rows): "
+                          + " / ".join(seen))
+    if checks:
+        out.append("TLS checks: " + "; ".join(checks) + ".")
+    fails = failures(table_rows, vmms)
+    if fails:
+        out.append("Failed or incomplete cells: " + "; ".join(fails) + ".")
+    return out
+
+
+def tls_commands(rows):
+    """The first row's commands, each label once, with the credentials'."""
+    out, seen = [], set()
+    for label, text in COMMANDS:
+        first = label.split(" ", 1)[0]
+        if (first == rows[0] or label == "loopback" or label.endswith("credentials")) \
+                and label not in seen:
+            seen.add(label)
+            out.append((label, text))
+    return out
+
+
+def write_tls_docs(args, rows, vmms, md_table, extra, argv, minutes):
+    today = datetime.date.today().isoformat()
+    cmds = "\n".join(f"{label}: {text}" for label, text in tls_commands(rows))
+    body = [SECTION_TLS, "",
+            f"Measured {today} with `{('bash bench/migrate/run.sh ' + shlex.join(argv)).strip()}`" +
+            f" ({args.runs} run(s) per cell, median; {args.timeout:.0f} s per migration at most; "
+            f"{minutes:.0f} min in all).",
+            f"Machine: {MACHINE[0]}; the run used a copy of build/tern taken at its start.",
+            "",
+            "The same guests, heartbeat, dirtier and QEMU timer re-arm as in \"Live migration "
+            f"(bench/migrate)\" above (`--cpus {args.cpus}`, heartbeat every "
+            f"{args.heartbeat_us} µs, `dirtier -s {WORKING_SET_MIB} -r RATE -f`, settle "
+            f"{args.settle:g} s), source and destination on this machine over 127.0.0.1, each "
+            "VMM with and without migration TLS. tern: its defaults (downtime limit "
+            f"{TERN_DEFAULT_DOWNTIME_MS} ms, strategy auto); \"plain\" starts both ends with "
+            "`--no-tls` (what every other tern figure in this file uses, so that they compare "
+            "with QEMU's plaintext migration), \"TLS\" with `--tls-dir DIR` (TLS 1.3, "
+            "OpenSSL, each end verifies the other's certificate against the CA; a thread per "
+            "connection moves bytes between the TLS session and a socketpair, "
+            "docs/migration-protocol.md), DIR the integration tests' throwaway credentials. "
+            "QEMU: downtime-limit 30 ms (tern's), max-bandwidth 100 GiB/s; \"TLS\" adds "
+            f"`-object tls-creds-x509,id={QEMU_TLS_ID},dir=DIR,endpoint=server,verify-peer=on` "
+            "on the destination (started with `-incoming defer`), `endpoint=client` on the "
+            f"source, and `migrate-set-parameters {{\"tls-creds\": \"{QEMU_TLS_ID}\"}}` on both "
+            "sides before `migrate-incoming` and `migrate` (GnuTLS; the client checks the "
+            "server's certificate against the URI's host, 127.0.0.1). Both VMMs' credentials "
+            "come from scripts/mkcerts.sh: a CA and an ECDSA P-256 certificate with an IP SAN "
+            "127.0.0.1 (QEMU uses one certificate as both its server and client certificate; "
+            "tern's two ends share one host directory). A QEMU TLS run counts only if "
+            f"`query-migrate-parameters` shows tls-creds \"{QEMU_TLS_ID}\" on both sides after "
+            "it; a tern run only if its two command lines carry `--tls-dir` (TLS) or "
+            "`--no-tls` (plain) and, with TLS, neither log mentions plaintext.", "",
+            "Columns: medians of the runs; total and downtime as each VMM reports them (tern: "
+            "elapsed_ms, and pause until the destination's RUNNING; QEMU: total-time, and stop "
+            "until the source has sent its last bytes); hb gap at switch = the largest gap "
+            "between heartbeat lines around the switch-over, host arrival times; wire = the "
+            "migration stream's bytes as each VMM counts them, before encryption (TLS records "
+            "add some 22 bytes per 16 KiB, not shown). Ratios: \"tern: TLS / plain\" and "
+            "\"QEMU: TLS / plain\" are what TLS costs each VMM (1.00x = nothing); "
+            "\"TLS: tern / QEMU\" compares the two with TLS on (below 1 is better for tern).",
+            "",
+            md_table, "", *extra, "",
+            f"Commands ({rows[0]}; the other row differs only in memory, the dirtier's rate, "
+            "ports and paths; \"plain\" and \"TLS\" differ only in the TLS options shown):",
+            "", "```", cmds, "```", ""]
+    write_section(SECTION_TLS, body)
 
 
 def failures(table_rows, vmms):
@@ -1297,7 +1569,9 @@ def write_docs(args, rows, vmms, md_table, extra, argv, minutes):
             "once it has written its whole working set. tern runs with its defaults "
             f"(downtime limit {TERN_DEFAULT_DOWNTIME_MS} ms, strategy auto: passes; while "
             "they do not shrink, a growing limit on the guest's dirtying, up to 50%; then "
-            "post-copy; `docs/migration-strategies.md`). QEMU's max-bandwidth is raised to 100 GiB/s; "
+            "post-copy; `docs/migration-strategies.md`) except migration TLS, on by default: "
+            "both ends run with `--no-tls`, as QEMU migrates in plaintext (the cost of TLS: "
+            "\"Migration TLS cost\" below). QEMU's max-bandwidth is raised to 100 GiB/s; "
             "its downtime-limit is 300 ms (its default, \"dl=300\") or 30 ms (tern's, "
             "\"dl=30\"); no auto-converge (QEMU's default)" +
             (", except in \"dl=30 ac\"" if "qemu-dl30-ac" in vmms else "") + ".", "",
@@ -1378,6 +1652,10 @@ def measure(args, rows, vmms):
                               f"throttle up to {r.get('throttle_max')}%" +
                               (f", harts stalled {r['throttle_stall_ms']} ms"
                                if r.get("throttle_stall_ms") is not None else ""), flush=True)
+                    if r.get("tls"):
+                        print(f"#   TLS: {r['tls']}" + (
+                            "; log lines: " + "; ".join(r["tls_log"]) if r.get("tls_log")
+                            else ""), flush=True)
                     if "postcopy_started_s" in r:
                         print("#   migrate-start-postcopy " +
                               (f"sent {r['postcopy_started_s']:.2f} s after migrate"
@@ -1420,12 +1698,16 @@ def measure(args, rows, vmms):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--matrix", choices=("default", "strategies"), default="default",
+    ap.add_argument("--matrix", choices=("default", "strategies", "tls"), default="default",
                     help="default: tern vs QEMU at its default and at a 30 ms downtime "
                          "limit, on every row; strategies: each of tern's strategies and "
                          "options beside QEMU's equivalent (rows "
                          f"{','.join(STRATEGY_ROWS)}, --runs {STRATEGY_RUNS}, --timeout "
                          f"{STRATEGY_TIMEOUT:.0f} unless given), a paired table and its own "
+                         "docs section; tls: the cost of migration TLS, "
+                         f"{','.join(TLS_VMMS)} (rows {','.join(TLS_ROWS)}, --runs "
+                         f"{TLS_RUNS}, --timeout {TLS_TIMEOUT:.0f} unless given), with the "
+                         "ratios TLS / plaintext per VMM and tern TLS / QEMU TLS, and its own "
                          "docs section")
     ap.add_argument("--rows", default=None,
                     help=f"comma-separated rows, of: {', '.join(ROWS)} (default: "
@@ -1437,13 +1719,17 @@ def main():
                     help="smoke run: --rows 256M-idle --settle 1 --runs 1 (unless given)")
     ap.add_argument("--runs", type=int, default=None,
                     help="rounds per cell, one VMM after the other; medians are reported "
-                         "(the machine's other load moves single runs a lot; default 3)")
+                         "(the machine's other load moves single runs a lot; default 3, "
+                         f"--matrix strategies {STRATEGY_RUNS}, --matrix tls {TLS_RUNS}, "
+                         "--quick 1)")
     ap.add_argument("--cpus", type=int, default=1, help="guest harts (both VMMs)")
     ap.add_argument("--heartbeat-us", type=int, default=5000)
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds between a ready guest and the migration (default 3)")
     ap.add_argument("--timeout", type=float, default=None,
-                    help="seconds a migration may take before it is cancelled (default 180)")
+                    help="seconds a migration may take before it is cancelled (default 180; "
+                         f"--matrix strategies {STRATEGY_TIMEOUT:.0f}, --matrix tls "
+                         f"{TLS_TIMEOUT:.0f})")
     ap.add_argument("--no-qemu-timer-fix", dest="qemu_timer_fix", action="store_false",
                     help="run QEMU as it comes (Sstc on, no timer re-arm on the destination): "
                          "its guest then hangs after the migration")
@@ -1458,12 +1744,14 @@ def main():
     argv = sys.argv[1:]
     args = ap.parse_args()
     strategies = args.matrix == "strategies"
-    defaults = {"rows": STRATEGY_ROWS if strategies else
+    tls = args.matrix == "tls"
+    defaults = {"rows": STRATEGY_ROWS if strategies else TLS_ROWS if tls else
                 (QUICK_ROWS if args.quick else DEFAULT_ROWS),
-                "vmms": STRATEGY_VMMS if strategies else DEFAULT_VMMS,
-                "runs": STRATEGY_RUNS if strategies or args.quick else 3,
+                "vmms": STRATEGY_VMMS if strategies else TLS_VMMS if tls else DEFAULT_VMMS,
+                "runs": 1 if args.quick else STRATEGY_RUNS if strategies else
+                TLS_RUNS if tls else 3,
                 "settle": 1.0 if args.quick else 3.0,
-                "timeout": STRATEGY_TIMEOUT if strategies else 180.0}
+                "timeout": STRATEGY_TIMEOUT if strategies else TLS_TIMEOUT if tls else 180.0}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, ",".join(value) if isinstance(value, list) else value)
@@ -1483,6 +1771,7 @@ def main():
             if key in saved["args"]:
                 setattr(args, key, saved["args"][key])
         strategies = saved.get("matrix", "default") == "strategies"
+        tls = saved.get("matrix", "default") == "tls"
         MACHINE[0] = saved["machine"]
         COMMANDS[:] = [tuple(c) for c in saved["commands"]]
         bw, minutes = saved["loopback_bytes_s"], saved["minutes"]
@@ -1517,6 +1806,9 @@ def main():
         text, md = build_pair_tables(table_rows, vmms, args.timeout)
         extra = strategy_notes(table_rows, vmms, args.timeout) + [
             loopback.split(";")[0] + "."]
+    elif tls:
+        text, md = build_tls_tables(table_rows, vmms)
+        extra = tls_notes(table_rows, vmms) + [loopback.split(";")[0] + "."]
     else:
         text, md = build_tables(table_rows, vmms)
         extra = [loopback] + default_notes(table_rows, vmms)
@@ -1532,6 +1824,10 @@ def main():
         full = set(rows) >= set(STRATEGY_ROWS) and set(vmms) >= set(STRATEGY_VMMS)
         if (full or args.write_docs) and not args.no_docs:
             write_strategies_docs(args, rows, vmms, md, extra, argv, minutes)
+    elif tls:
+        full = set(rows) >= set(TLS_ROWS) and set(vmms) >= set(TLS_VMMS)
+        if (full or args.write_docs) and not args.no_docs:
+            write_tls_docs(args, rows, vmms, md, extra, argv, minutes)
     else:
         full = set(rows) >= set(DEFAULT_ROWS) and set(vmms) >= set(DEFAULT_VMMS)
         if (full or args.write_docs) and not args.no_docs:

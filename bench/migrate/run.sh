@@ -10,6 +10,10 @@
 # equivalent (dl=30, auto-converge, postcopy-ram, multifd 2 channels,
 # xbzrle, multifd zstd) on the 64 MiB/s and flat-out rows, with the guest's
 # slowdown during the migration; about 30-40 min on 2 cores.
+# --matrix tls: what migration TLS costs, tern with and without it (every
+# other tern figure runs --no-tls, as QEMU migrates in plaintext) beside
+# QEMU dl=30 with and without tls-creds-x509, on the idle and 64 MiB/s 1 GiB
+# rows, 3 runs per cell; about 7 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/deps.sh          # Debian packages only, and only what is missing

@@ -96,7 +96,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-import migrate_bench  # noqa: E402
 from migrate_bench import (ACLINT_MTIMECMP, COMMANDS, OPENSBI, HbReader, Qmp,  # noqa: E402
                            Qtest, free_port, heartbeat_figures, loopback_bandwidth,
                            machine_info, note_cmd, rearm_timers)
