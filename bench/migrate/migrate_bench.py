@@ -1048,13 +1048,17 @@ METRICS = [  # key, label, format
 ]
 
 
-def median_result(results):
+def median_result(results, keys=None):
+    """The last good run with each of `keys` (default: this matrix's
+    figures) replaced by its median over the good runs."""
     ok = [r for r in results if r.get("ok")]
     if not ok:
         return {"ok": False, "error": results[-1].get("error", "?") if results else "not run"}
     out = dict(ok[-1])
-    for key in [m[0] for m in METRICS] + [m[0] for m in PAIR_METRICS] + ["throttle_max",
-                                                                         "throttle_stall_ms"]:
+    if keys is None:
+        keys = [m[0] for m in METRICS] + [m[0] for m in PAIR_METRICS] + ["throttle_max",
+                                                                         "throttle_stall_ms"]
+    for key in keys:
         vals = [r[key] for r in ok if r.get(key) is not None]
         if vals:
             out[key] = statistics.median(vals)
@@ -1074,14 +1078,18 @@ def ratio(t, q, key):
     return f"{t[key] / q[key]:.2f}x"
 
 
-def build_tables(table_rows, vmms):
+def build_tables(table_rows, vmms, metrics=None, names=None, first="guest"):
+    """Text and markdown tables: a line per row and metric, a column per
+    VMM, then tern's ratio to each other VMM."""
+    metrics = METRICS if metrics is None else metrics
+    names = VMMS if names is None else names
     others = [v for v in vmms if v != "tern"]
-    head = ["guest", "metric"] + [VMMS[v] for v in vmms]
+    head = [first, "metric"] + [names[v] for v in vmms]
     if "tern" in vmms:
-        head += [f"tern/{VMMS[v]}" for v in others]
+        head += [f"tern/{names[v]}" for v in others]
     lines = []
     for row, res in table_rows:
-        for key, label, spec in METRICS:
+        for key, label, spec in metrics:
             cells = [row, label] + [fmt(res[v], key, spec) for v in vmms]
             if "tern" in vmms:
                 cells += [ratio(res["tern"], res[v], key) for v in others]

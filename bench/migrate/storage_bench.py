@@ -83,7 +83,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -96,6 +95,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+import migrate_bench  # noqa: E402
 from migrate_bench import (ACLINT_MTIMECMP, COMMANDS, OPENSBI, HbReader, Qmp,  # noqa: E402
                            Qtest, free_port, heartbeat_figures, loopback_bandwidth,
                            machine_info, note_cmd, rearm_timers)
@@ -571,50 +571,11 @@ MEDIAN_KEYS = [m[0] for m in METRICS] + ["host_s", "hb_switch_ms", "hb_base_ms",
 
 
 def median_result(results):
-    ok = [r for r in results if r.get("ok")]
-    if not ok:
-        return {"ok": False, "error": results[-1].get("error", "?") if results else "not run"}
-    out = dict(ok[-1])
-    for key in MEDIAN_KEYS:
-        vals = [r[key] for r in ok if r.get(key) is not None]
-        if vals:
-            out[key] = statistics.median(vals)
-    out["n_ok"], out["n"] = len(ok), len(results)
-    return out
-
-
-def fmt(r, key, spec):
-    if not r.get("ok") or r.get(key) is None:
-        return "—"
-    return spec.format(r[key])
-
-
-def ratio(t, q, key):
-    if not (t.get("ok") and q.get("ok")) or t.get(key) is None or not q.get(key):
-        return "—"
-    return f"{t[key] / q[key]:.2f}x"
+    return migrate_bench.median_result(results, MEDIAN_KEYS)
 
 
 def build_tables(table_rows, vmms):
-    others = [v for v in vmms if v != "tern"]
-    head = ["disk", "metric"] + [VMMS[v] for v in vmms]
-    if "tern" in vmms:
-        head += [f"tern/{VMMS[v]}" for v in others]
-    lines = []
-    for row, res in table_rows:
-        for key, label, spec in METRICS:
-            cells = [row, label] + [fmt(res[v], key, spec) for v in vmms]
-            if "tern" in vmms:
-                cells += [ratio(res["tern"], res[v], key) for v in others]
-            lines.append(cells)
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
-    text = ["  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)
-                      for i, (c, w) in enumerate(zip(cells, widths)))
-            for cells in [head] + lines]
-    md = ["| " + " | ".join(head) + " |",
-          "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-    md += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in lines]
-    return "\n".join(text), "\n".join(md)
+    return migrate_bench.build_tables(table_rows, vmms, METRICS, VMMS, first="disk")
 
 
 def notes(table_rows, vmms):

@@ -209,12 +209,12 @@ static void feed(const uint8_t *p, size_t len)
 		abort();
 }
 
-static int sync_stub(void *ctx, struct error *err)
+static int answer_sync_locally(void *ctx, struct error *err)
 {
 	return 0;
 }
 
-static int channels_stub(void *ctx, const struct mig_section *s, struct error *err)
+static int refuse_channels(void *ctx, const struct mig_section *s, struct error *err)
 {
 	return error_set(err, EPROTO, "the fuzzer has no further connections");
 }
@@ -251,8 +251,8 @@ static int restore(const uint8_t *stream, size_t len, bool live, struct error *e
 	}
 	if (live) {
 		l.live = true;
-		l.on_sync = sync_stub;
-		l.on_channels = channels_stub;
+		l.on_sync = answer_sync_locally;
+		l.on_channels = refuse_channels;
 		targets.n = disks;
 		for (unsigned i = 0; i < disks && i < shape.num_disks; i++) {
 			targets.t[i].copy = shape.disks[i].copy;
