@@ -374,6 +374,18 @@ static struct vm *seed_vm(unsigned cpus, unsigned disks)
 	return vm;
 }
 
+/* What was written to a memfd, which is closed. */
+static struct buf take_memfd(int fd)
+{
+	struct buf b;
+	b.len = (size_t)lseek(fd, 0, SEEK_END);
+	b.p = malloc(b.len);
+	if (!b.p || pread(fd, b.p, b.len, 0) != (ssize_t)b.len)
+		abort();
+	close(fd);
+	return b;
+}
+
 /* The stream of a seed VM, with guest time fixed so that the files do not
  * change each time they are generated. */
 static struct buf save_seed(unsigned cpus, unsigned disks)
@@ -393,13 +405,7 @@ static struct buf save_seed(unsigned cpus, unsigned disks)
 	}
 	mig_writer_free(&w);
 	vm_destroy(vm);
-	struct buf b;
-	b.len = (size_t)lseek(fd, 0, SEEK_END);
-	b.p = malloc(b.len);
-	if (!b.p || pread(fd, b.p, b.len, 0) != (ssize_t)b.len)
-		abort();
-	close(fd);
-	return b;
+	return take_memfd(fd);
 }
 
 /* Offset of section `type`/`instance`'s header in a stream, or SIZE_MAX. */
@@ -525,13 +531,7 @@ static struct buf save_live_seed(void)
 	}
 	mig_writer_free(&w);
 	vm_destroy(vm);
-	struct buf b;
-	b.len = (size_t)lseek(fd, 0, SEEK_END);
-	b.p = malloc(b.len);
-	if (!b.p || pread(fd, b.p, b.len, 0) != (ssize_t)b.len)
-		abort();
-	close(fd);
-	return b;
+	return take_memfd(fd);
 }
 
 static void write_corpus(const char *dir)
