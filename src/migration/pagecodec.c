@@ -583,7 +583,7 @@ bool codec_pays_off(const struct codec_meter *m, uint64_t link_bytes_per_s)
 {
 	if (!m->bytes_in)
 		return true;
-	if (m->bytes_out >= m->bytes_in)
+	if (m->bytes_out >= m->bytes_in || !link_bytes_per_s)
 		return false;
 	/* The inequality of pagecodec.h times in * bw * 1e9, in integers:
 	 * ns * bw < (in - out) * 1e9. Each side is below 2^64 * 2^64, so

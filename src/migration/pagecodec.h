@@ -171,8 +171,12 @@ void codec_meter_decay(struct codec_meter *m);
  * i.e. the time the codec takes plus the time its output takes on the wire
  * beat the raw bytes' time on the wire. This treats encoding and sending as
  * sequential, which is conservative when a writer thread overlaps them.
- * link_bytes_per_s = 0 (not measured yet) is the slow-link limit: encoding
- * pays iff it shrinks the data. A meter with nothing in it says true, so a
+ * link_bytes_per_s = 0 (not measured yet) counts as a fast link: the data
+ * goes raw. Guessing "slow" instead let a codec run all through pass 1 on
+ * a fast link (measured: zstd took 292 of pass 1's 506 ms to save 12%),
+ * and kept the link from showing its speed, since the writer then never
+ * waited on it; raw data fills a slow link at once, which measures it
+ * (mig_writer_link_rate) within a few buffers. A meter with nothing in it says true, so a
  * caller that encodes only when told to still gets its first sample;
  * such a caller should also encode a sample now and then after a "false",
  * or the meter never learns that the data became compressible. */

@@ -802,8 +802,8 @@ static void test_cost_model(void **state)
 	assert_true(codec_pays_off(&m, 499999999));
 	assert_false(codec_pays_off(&m, 500000000)); /* a tie is not a gain */
 	assert_false(codec_pays_off(&m, 1000000000));
-	/* Unknown bandwidth: the slow-link limit, shrinking is enough. */
-	assert_true(codec_pays_off(&m, 0));
+	/* Unknown bandwidth: taken as fast, raw until the link is measured. */
+	assert_false(codec_pays_off(&m, 0));
 
 	/* Adding samples accumulates; decay keeps the ratios. */
 	codec_meter_add(&m, 1000000, 500000, 1000000);
