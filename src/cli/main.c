@@ -42,9 +42,12 @@ static void usage(FILE *out)
 		"                       [--delta auto|on|off] [--compress auto|on|off]\n"
 		"                       [--delta-cache MIB] [--verify] [--streams N]\n"
 		"                       [--copy-storage]  (local disks: copy them too)\n"
+		"                       [--switchover-gate]  (hold the switch-over, guest\n"
+		"                       paused and destination ready, until --continue)\n"
 		"       tern vm migrate --api-socket PATH --resume [--to tcp:HOST:PORT]\n"
 		"                       (a post-copy whose link failed)\n"
-		"       tern vm migrate --api-socket PATH --status | --cancel | --set [...]\n"
+		"       tern vm migrate --api-socket PATH --status | --cancel | --continue\n"
+		"                       | --set [...]\n"
 		"\n"
 		"vm run options:\n"
 		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"
@@ -590,7 +593,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 {
 	enum { O_API = 1, O_TO, O_DOWNTIME, O_BANDWIDTH, O_PASSES, O_WATCH, O_CANCEL, O_STATUS,
 	       O_SET, O_STRATEGY, O_RESUME, O_DELTA, O_COMPRESS, O_DELTA_CACHE, O_VERIFY,
-	       O_STREAMS, O_COPY_STORAGE };
+	       O_STREAMS, O_COPY_STORAGE, O_GATE, O_CONTINUE };
 	static const struct option options[] = {
 		{ "api-socket", required_argument, NULL, O_API },
 		{ "to", required_argument, NULL, O_TO },
@@ -605,6 +608,8 @@ static int cmd_vm_migrate(int argc, char **argv)
 		{ "verify", no_argument, NULL, O_VERIFY },
 		{ "streams", required_argument, NULL, O_STREAMS },
 		{ "copy-storage", no_argument, NULL, O_COPY_STORAGE },
+		{ "switchover-gate", no_argument, NULL, O_GATE },
+		{ "continue", no_argument, NULL, O_CONTINUE },
 		{ "watch", no_argument, NULL, O_WATCH },
 		{ "cancel", no_argument, NULL, O_CANCEL },
 		{ "status", no_argument, NULL, O_STATUS },
@@ -614,7 +619,7 @@ static int cmd_vm_migrate(int argc, char **argv)
 	const char *path = NULL, *to = NULL, *strategy = NULL, *delta = NULL, *compress = NULL;
 	long long downtime = -1, bandwidth = -1, passes = -1, delta_cache = -1, streams = -1;
 	bool watch = false, cancel = false, status = false, set = false, resume = false;
-	bool verify = false, copy_storage = false;
+	bool verify = false, copy_storage = false, gate = false, cont = false;
 	opterr = 0;
 	optind = 1;
 	int opt;
@@ -643,6 +648,8 @@ static int cmd_vm_migrate(int argc, char **argv)
 		case O_DELTA: delta = optarg; break;
 		case O_VERIFY: verify = true; break;
 		case O_COPY_STORAGE: copy_storage = true; break;
+		case O_GATE: gate = true; break;
+		case O_CONTINUE: cont = true; break;
 		case O_STREAMS:
 			if (parse_uint(optarg, &v) || v < 1 || v > 8)
 				return usage_error("--streams: \"%s\" is not a number from 1 to 8", optarg);
@@ -666,17 +673,17 @@ static int cmd_vm_migrate(int argc, char **argv)
 		return usage_error("unexpected argument \"%s\"", argv[optind]);
 	if (!path)
 		return usage_error("vm migrate needs --api-socket PATH");
-	if ((to != NULL && !resume) + resume + cancel + status + set != 1)
+	if ((to != NULL && !resume) + resume + cancel + status + set + cont != 1)
 		return usage_error("vm migrate needs exactly one of --to, --resume, --cancel, "
-				   "--status, --set");
+				   "--continue, --status, --set");
 
 	if ((strategy || delta || compress || delta_cache >= 0 || verify || streams >= 0 ||
-	     copy_storage) && (!to || resume))
+	     copy_storage || gate) && (!to || resume))
 		return usage_error("--strategy, --delta, --compress, --delta-cache, --verify, "
-				   "--streams and --copy-storage are chosen when the migration "
-				   "starts (with --to)");
+				   "--streams, --copy-storage and --switchover-gate are chosen when "
+				   "the migration starts (with --to)");
 	const char *command = to || resume ? "migrate" : cancel ? "migrate-cancel" :
-			      status ? "migrate-status" : "migrate-set";
+			      cont ? "migrate-continue" : status ? "migrate-status" : "migrate-set";
 	json_t *args = json_object();
 	if (to)
 		json_object_set_new(args, "to", json_string(to));
@@ -690,6 +697,8 @@ static int cmd_vm_migrate(int argc, char **argv)
 		json_object_set_new(args, "verify", json_true());
 	if (copy_storage)
 		json_object_set_new(args, "copy_storage", json_true());
+	if (gate)
+		json_object_set_new(args, "switchover_gate", json_true());
 	if (streams >= 0)
 		json_object_set_new(args, "streams", json_integer(streams));
 	if (compress)

@@ -168,9 +168,12 @@ static json_t *stats_json(const struct mig_stats *st)
 			"bytes_total", (json_int_t)st->disk_bytes_total,
 			"bytes_sent", (json_int_t)st->disk_bytes_sent,
 			"dirty_bytes", (json_int_t)st->disk_dirty_bytes));
-	if (o)
-		json_object_set_new(json_object_get(o, "params"), "copy_storage",
-				    json_boolean(st->params.copy_storage));
+	if (o) {
+		json_t *params = json_object_get(o, "params");
+		json_object_set_new(params, "copy_storage", json_boolean(st->params.copy_storage));
+		json_object_set_new(params, "switchover_gate",
+				    json_boolean(st->params.switchover_gate));
+	}
 	if (o)
 		json_object_set_new(o, "throttle_stall_ms", json_integer((json_int_t)st->throttle_stall_ms));
 	if (o)
@@ -198,7 +201,7 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 	static const char *const allowed[] = { "to", "downtime_ms", "bandwidth_bytes_s",
 					       "max_passes", "strategy", "resume", "delta",
 					       "compress", "delta_cache_mib", "verify", "streams",
-					       "copy_storage", NULL };
+					       "copy_storage", "switchover_gate", NULL };
 	int rc = check_args("migrate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -262,6 +265,10 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 	if (copy_storage && !json_is_boolean(copy_storage))
 		return error_set(err, EINVAL, "migrate: \"copy_storage\" must be true or false");
 	p.copy_storage = json_is_true(copy_storage);
+	json_t *gate = json_object_get(args, "switchover_gate");
+	if (gate && !json_is_boolean(gate))
+		return error_set(err, EINVAL, "migrate: \"switchover_gate\" must be true or false");
+	p.switchover_gate = json_is_true(gate);
 	json_t *strategy = json_object_get(args, "strategy");
 	if (strategy && (!json_is_string(strategy) ||
 			 mig_strategy_parse(json_string_value(strategy), &p.strategy) < 0))
@@ -321,6 +328,18 @@ static int cmd_migrate_cancel(void *opaque, json_t *args, json_t **result, struc
 	return 0;
 }
 
+static int cmd_migrate_continue(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { NULL };
+	int rc = check_args("migrate-continue", args, allowed, err);
+	if (!rc)
+		rc = migration_continue(opaque, err);
+	if (rc)
+		return rc;
+	*result = json_pack("{s:s}", "phase", "commit");
+	return 0;
+}
+
 int vm_api_start(struct vm *vm, const char *path, struct error *err)
 {
 	vm->api = api_server_create(path, err);
@@ -335,5 +354,6 @@ int vm_api_start(struct vm *vm, const char *path, struct error *err)
 	api_server_register(vm->api, "migrate-status", cmd_migrate_status, vm);
 	api_server_register(vm->api, "migrate-set", cmd_migrate_set, vm);
 	api_server_register(vm->api, "migrate-cancel", cmd_migrate_cancel, vm);
+	api_server_register(vm->api, "migrate-continue", cmd_migrate_continue, vm);
 	return 0;
 }

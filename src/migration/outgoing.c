@@ -34,6 +34,9 @@
 #define STALL_TIMEOUT_MS 10000
 #define READY_TIMEOUT_MS 30000
 #define RUNNING_TIMEOUT_MS 10000
+/* Whoever asked for the gate has this long to open it; the guest is paused
+ * meanwhile, so a gatekeeper that went away must not keep it so. */
+#define SWITCHOVER_TIMEOUT_MS 10000
 #define PAGE_WIRE_BYTES (GUEST_PAGE_SIZE + 8)
 /* Long enough for a watcher polling twice a second to see the outcome. */
 #define LINGER_AFTER_COMPLETION_MS 1000
@@ -48,6 +51,8 @@ struct migration {
 	bool resume;                    /* --resume asked for, with resume_to */
 	char resume_to[300];
 	pthread_cond_t resumed;
+	pthread_cond_t gate_cond;       /* CLOCK_MONOTONIC */
+	bool gate_open;                 /* migration_continue was called */
 	int fd;
 	struct mig_writer *w;
 	int64_t started_ns;
@@ -69,8 +74,8 @@ struct migration {
 const char *mig_phase_name(enum mig_phase phase)
 {
 	static const char *const names[] = {
-		"none", "setup", "precopy", "stop-copy", "commit", "postcopy", "postcopy-paused",
-		"completed", "failed", "cancelled", "unknown",
+		"none", "setup", "precopy", "stop-copy", "commit", "switchover", "postcopy",
+		"postcopy-paused", "completed", "failed", "cancelled", "unknown",
 	};
 	return phase <= MIG_PHASE_UNKNOWN ? names[phase] : "?";
 }
@@ -239,6 +244,36 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 }
 
 /* The commit: READY, GO, RUNNING. Returns the phase the migration ends in. */
+/* The destination is ready and the guest paused: waits for
+ * migration_continue. MIG_PHASE_COMMIT to go on, else how it ended (the
+ * guest then resumes here). */
+static enum mig_phase wait_at_gate(struct migration *m, struct error *err)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += SWITCHOVER_TIMEOUT_MS / 1000;
+	pthread_mutex_lock(&m->lock);
+	m->st.phase = MIG_PHASE_SWITCHOVER;
+	int rc = 0;
+	while (!m->gate_open && !m->cancel && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&m->gate_cond, &m->lock, &deadline);
+	bool open = m->gate_open, cancel = m->cancel;
+	if (open && !cancel)
+		m->st.phase = MIG_PHASE_COMMIT;
+	pthread_mutex_unlock(&m->lock);
+	if (cancel) {
+		error_set(err, ECANCELED, "cancelled at the switch-over");
+		return MIG_PHASE_CANCELLED;
+	}
+	if (!open) {
+		error_set(err, ETIMEDOUT, "nobody let the switch-over go on within %d s "
+			  "(migrate-continue)", SWITCHOVER_TIMEOUT_MS / 1000);
+		return MIG_PHASE_FAILED;
+	}
+	log_debug("migration: switch-over allowed");
+	return MIG_PHASE_COMMIT;
+}
+
 static enum mig_phase commit(struct migration *m, int fd, const char *go, struct error *err)
 {
 	uint32_t type;
@@ -255,6 +290,11 @@ static enum mig_phase commit(struct migration *m, int fd, const char *go, struct
 	if (cancelled(m)) {
 		error_set(err, ECANCELED, "cancelled by the operator");
 		return MIG_PHASE_CANCELLED;
+	}
+	if (m->st.params.switchover_gate) {
+		enum mig_phase gate = wait_at_gate(m, err);
+		if (gate != MIG_PHASE_COMMIT)
+			return gate;
 	}
 
 	/* From GO on, the destination may run the guest. */
@@ -806,6 +846,11 @@ int migration_start(struct vm *vm, const char *to, const struct mig_params *para
 			return error_set(err, ENOMEM, "out of memory");
 		pthread_mutex_init(&m->lock, NULL);
 		pthread_cond_init(&m->resumed, NULL);
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&m->gate_cond, &ca);
+		pthread_condattr_destroy(&ca);
 		m->vm = vm;
 		vm->migration = m;
 	}
@@ -815,6 +860,7 @@ int migration_start(struct vm *vm, const char *to, const struct mig_params *para
 	m->st.params = *params;
 	m->st.phase = MIG_PHASE_SETUP;
 	m->cancel = false;
+	m->gate_open = false;
 	m->fd = -1;
 	m->started_ns = monotonic_ns();
 	m->stall_at_start_ns = vm_dirty_stall_ns(vm);
@@ -884,6 +930,23 @@ int migration_set(struct vm *vm, int64_t downtime_ms, int64_t bandwidth, int64_t
 	return 0;
 }
 
+int migration_continue(struct vm *vm, struct error *err)
+{
+	struct migration *m = vm->migration;
+	if (!m)
+		return error_set(err, ENOENT, "no migration is running");
+	pthread_mutex_lock(&m->lock);
+	bool waiting = m->st.phase == MIG_PHASE_SWITCHOVER && !m->cancel;
+	if (waiting) {
+		m->gate_open = true;
+		pthread_cond_broadcast(&m->gate_cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (!waiting)
+		return error_set(err, EINVAL, "the migration is not waiting at its switch-over");
+	return 0;
+}
+
 int migration_cancel(struct vm *vm, struct error *err)
 {
 	struct migration *m = vm->migration;
@@ -904,6 +967,7 @@ int migration_cancel(struct vm *vm, struct error *err)
 				 "and needs the rest of its pages from here; it cannot be cancelled");
 	}
 	m->cancel = true;
+	pthread_cond_broadcast(&m->gate_cond);
 	/* Unblock a send stuck on a slow link: the thread sees the failure,
 	 * then the cancel flag, and resumes the guest. */
 	if (m->w)
@@ -990,10 +1054,12 @@ void migration_destroy(struct vm *vm)
 		if (m->fd >= 0)
 			shutdown(m->fd, SHUT_RDWR);
 		pthread_cond_signal(&m->resumed);
+		pthread_cond_broadcast(&m->gate_cond);
 		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->thread, NULL);
 	}
 	pthread_cond_destroy(&m->resumed);
+	pthread_cond_destroy(&m->gate_cond);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	vm->migration = NULL;

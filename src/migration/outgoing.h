@@ -18,6 +18,8 @@ enum mig_phase {
 	MIG_PHASE_PRECOPY,      /* passes over memory, guest running */
 	MIG_PHASE_STOPCOPY,     /* guest paused, the rest and device state */
 	MIG_PHASE_COMMIT,       /* waiting for READY / RUNNING */
+	MIG_PHASE_SWITCHOVER,   /* destination ready, guest paused: waiting for
+				 * migrate-continue (params.switchover_gate) */
 	MIG_PHASE_POSTCOPY,     /* the guest runs there; its last pages go over */
 	MIG_PHASE_POSTCOPY_PAUSED, /* link lost in post-copy: waiting for --resume */
 	MIG_PHASE_COMPLETED,    /* the guest runs on the destination */
@@ -44,6 +46,10 @@ struct mig_params {
 	bool verify;            /* send a digest of all RAM; the destination checks it */
 	unsigned streams;       /* connections carrying RAM (1 to 8) */
 	bool copy_storage;      /* copy the disks too (diskcopy.h), not shared storage */
+	/* Hold the switch-over, once the destination is ready and before GO,
+	 * until migration_continue (or cancel, which resumes the guest here):
+	 * a cluster hands the VM's ownership over in between. */
+	bool switchover_gate;
 };
 
 const char *mig_strategy_name(enum mig_strategy s);
@@ -88,6 +94,8 @@ void migration_status(struct vm *vm, struct mig_stats *out);
 int migration_set(struct vm *vm, int64_t downtime_ms, int64_t bandwidth, int64_t max_passes,
 		  struct error *err);
 int migration_cancel(struct vm *vm, struct error *err);
+/* Lets a migration waiting at its switch-over gate send GO. */
+int migration_continue(struct vm *vm, struct error *err);
 /* After the link failed in post-copy: reconnects to `to` (NULL: the same
  * destination) and carries on. */
 int migration_resume(struct vm *vm, const char *to, struct error *err);

@@ -137,11 +137,19 @@ class MovingVm:
                 raise TimeoutError(f"migration still {st['phase']} after {timeout}s: {st}")
             time.sleep(0.1)
 
-    def move_to(self, host, *options, **kw):
-        """Migrates the guest to lab host `host`; returns the final status."""
+    def move_to(self, host, *options, at_gate=None, **kw):
+        """Migrates the guest to lab host `host`; returns the final status.
+        With --switchover-gate in options, calls at_gate() (which waits for
+        the gate) and then lets the switch-over go on (--continue)."""
         dst, uri = self.start_incoming(host, **kw)
         try:
             self.migrate(uri, *options)
+            if at_gate:
+                at_gate()
+                rc, out = run_tern("vm", "migrate", "--api-socket", self.vm.api_path,
+                                   "--continue", timeout=30)
+                if rc != 0:
+                    raise AssertionError(f"tern vm migrate --continue failed ({rc}): {out}")
             st = self.wait_finished()
             assert st["phase"] == "completed", (st, self.vm.log_text(), dst.log_text())
             status = self.vm.wait_exit(30)

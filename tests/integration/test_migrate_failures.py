@@ -325,6 +325,58 @@ def test_cancel(guest):
     check_source_runs(s)
 
 
+# ---- the switch-over gate (a cluster hands the VM over in between) ---------------------
+
+
+def wait_at_gate(s):
+    """Waits for the source to hold at its switch-over gate; checks the
+    guest is paused there (everything is sent, the destination is ready)."""
+    st = wait_status(s, lambda st: st["phase"] == "switchover", "the switch-over gate")
+    state = s.g.vm.api("status")
+    assert state["ok"] and state["result"]["state"] == "paused", state
+    return st
+
+
+def test_switchover_gate_cancel(guest):
+    """--switchover-gate holds the guest paused with the destination ready
+    until --continue; a cancel there (the cluster could not hand the VM
+    over) resumes it here, and the destination never runs it. --continue
+    with no migration at its gate is refused."""
+    s = guest
+    rc, out = run_tern("vm", "migrate", "--api-socket", s.g.vm.api_path, "--continue")
+    assert rc != 0 and "not waiting at its switch-over" in out, out
+    dst, uri = s.incoming()
+    start_migration(s, uri, *PRECOPY, "--switchover-gate")
+    wait_at_gate(s)
+    time.sleep(0.5)
+    st = wait_at_gate(s)                 # still held: nothing goes on by itself
+    rc, out = run_tern("vm", "migrate", "--api-socket", s.g.vm.api_path, "--cancel")
+    assert rc == 0, out
+    st = finished(s)
+    report("cancel at the gate", st)
+    assert st["phase"] == "cancelled" and "switch-over" in error_of(st), st
+    check_destination_did_not_run(dst)
+    check_source_runs(s)
+
+
+def test_switchover_gate_timeout(guest):
+    """Nobody opens the gate: after its timeout (10 s) the migration fails
+    and the guest runs on here; a paused guest is not left waiting for a
+    gatekeeper that went away."""
+    s = guest
+    dst, uri = s.incoming()
+    start_migration(s, uri, *PRECOPY, "--switchover-gate")
+    wait_at_gate(s)
+    t_gate = time.monotonic()
+    st = finished(s, timeout=30)
+    waited = time.monotonic() - t_gate
+    report("gate timeout", st, waited_s=round(waited, 1))
+    assert st["phase"] == "failed" and "migrate-continue" in error_of(st), st
+    assert 8 < waited < 15, f"the gate timed out after {waited:.1f} s, not about 10 s"
+    check_destination_did_not_run(dst)
+    check_source_runs(s)
+
+
 # ---- the link drops -------------------------------------------------------------------
 
 
@@ -464,9 +516,11 @@ def test_other_vm_shape(guest, option, value, words):
 
 
 def test_migration_after_failures(guest):
+    """The guest moves to host 1 for real, through the switch-over gate
+    (held a moment, then opened with --continue)."""
     s = guest
     g = s.g
-    st = g.move_to(1)
+    st = g.move_to(1, "--switchover-gate", at_gate=lambda: (wait_at_gate(s), time.sleep(0.2)))
     report("move to host 1", st)
     assert st["phase"] == "completed", st
     assert g.history[-1][1].proc.returncode == 0
