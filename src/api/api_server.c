@@ -29,6 +29,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "api/unix_listen.h"
 #include "util/log.h"
 
 #define API_MAX_DEPTH 32
@@ -67,11 +68,8 @@ struct api_client {
 
 struct api_server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int listen_fd;
+	struct unix_listener sock;
 	int wake_fd;            /* eventfd: api_server_destroy() wakes the thread */
-	bool bound;             /* the socket file at path is ours to remove */
-	dev_t sock_dev;
-	ino_t sock_ino;
 	bool started;
 	pthread_t thread;
 
@@ -415,93 +413,15 @@ out:
 
 /* ---- the socket ----------------------------------------------------- */
 
-/* Makes path free for our socket: absent, or a stale socket nobody listens
- * on (removed). A live socket or any other file is refused. */
-static int claim_path(const char *path, struct error *err)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return error_errno(err, errno, "cannot check the API socket path %s", path);
-	}
-	if (!S_ISSOCK(st.st_mode))
-		return error_set(err, EEXIST, "%s exists and is not a socket; not replacing it",
-				 path);
-
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	/* Non-blocking, so a live server with a full backlog answers EAGAIN
-	 * instead of stalling us. */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return error_errno(err, errno, "cannot create a socket");
-	int rc = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
-	int e = errno;
-	close(fd);
-	if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
-		return error_set(err, EADDRINUSE, "another process serves %s", path);
-	if (e != ECONNREFUSED)
-		return error_errno(err, e, "cannot probe the existing socket %s", path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return error_errno(err, errno, "cannot remove the stale socket %s", path);
-	log_info("replaced the stale API socket %s", path);
-	return 0;
-}
-
 static int open_socket(struct api_server *srv, struct error *err)
 {
-	const char *path = srv->path;
-	int rc = claim_path(path, err);
+	int rc = unix_listen(&srv->sock, srv->path, API_BACKLOG, true, err);
 	if (rc)
 		return rc;
-
-	srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (srv->listen_fd < 0)
-		return error_errno(err, errno, "cannot create the API socket");
-	/* Linux creates the socket file with the socket inode's mode (less the
-	 * umask), so the file is owner-only from its first instant. */
-	if (fchmod(srv->listen_fd, 0600) < 0)
-		return error_errno(err, errno, "cannot restrict the API socket's permissions");
-
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		if (errno == EADDRINUSE)
-			return error_set(err, EADDRINUSE, "%s was created by another process "
-					 "while tern was starting", path);
-		return error_errno(err, errno, "cannot create the API socket %s", path);
-	}
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return error_errno(err, errno, "cannot check the new API socket %s", path);
-	srv->bound = true;
-	srv->sock_dev = st.st_dev;
-	srv->sock_ino = st.st_ino;
-	/* Nobody can connect before listen(), so tightening the mode here
-	 * leaves no window either, should the fchmod above not have applied. */
-	if ((st.st_mode & 0077) && chmod(path, 0600) < 0)
-		return error_errno(err, errno, "cannot restrict the permissions of %s", path);
-	if (listen(srv->listen_fd, API_BACKLOG) < 0)
-		return error_errno(err, errno, "cannot listen on the API socket %s", path);
-
 	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->wake_fd < 0)
 		return error_errno(err, errno, "cannot create the API server's eventfd");
 	return 0;
-}
-
-/* Removes the socket file, but only if it is still the one we created: a
- * successor may already have replaced it. */
-static void remove_socket_file(struct api_server *srv)
-{
-	struct stat st;
-	if (!srv->bound)
-		return;
-	if (lstat(srv->path, &st) == 0 && st.st_dev == srv->sock_dev &&
-	    st.st_ino == srv->sock_ino && unlink(srv->path) < 0)
-		log_warn("cannot remove the API socket %s: %s", srv->path, strerror(errno));
-	srv->bound = false;
 }
 
 struct api_server *api_server_create(const char *path, struct error *err)
@@ -523,7 +443,7 @@ struct api_server *api_server_create(const char *path, struct error *err)
 		return NULL;
 	}
 	memcpy(srv->path, path, len + 1);
-	srv->listen_fd = -1;
+	srv->sock.fd = -1;
 	srv->wake_fd = -1;
 	int rc = pthread_mutex_init(&srv->lock, NULL);
 	if (rc) {
@@ -682,7 +602,7 @@ static short client_events(const struct api_client *c)
 static bool accept_clients(struct api_server *srv)
 {
 	for (;;) {
-		int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(srv->sock.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -728,7 +648,7 @@ static void *serve(void *arg)
 
 	for (;;) {
 		pfd[0] = (struct pollfd){ .fd = srv->wake_fd, .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = accepting ? srv->listen_fd : -1, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = accepting ? srv->sock.fd : -1, .events = POLLIN };
 		unsigned n = srv->num_clients;
 		for (unsigned i = 0; i < n; i++)
 			pfd[2 + i] = (struct pollfd){ .fd = srv->clients[i]->fd,
@@ -816,9 +736,7 @@ void api_server_destroy(struct api_server *srv)
 			log_error("api: cannot join the server thread: %s", strerror(rc));
 		srv->started = false;
 	}
-	remove_socket_file(srv);
-	if (srv->listen_fd >= 0)
-		close(srv->listen_fd);
+	unix_listen_close(&srv->sock);
 	if (srv->wake_fd >= 0)
 		close(srv->wake_fd);
 	for (size_t i = 0; i < srv->num_commands; i++)
