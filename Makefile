@@ -7,9 +7,11 @@
 #   make integration  pytest integration tests against build/tern and the guest
 #   make check      unit + integration
 #
-# Every .c file under src/ except src/cli/main.c goes into libtern.a, so a new
-# file in a subsystem folder needs no Makefile change; each tests/unit/test_*.c
-# becomes its own test binary linked against that library.
+# Every .c file under src/ except the programs' mains (src/cli/main.c and
+# src/*/*_main.c) goes into libtern.a, so a new file in a subsystem folder
+# needs no Makefile change; each tests/unit/test_*.c becomes its own test
+# binary linked against that library. Programs: tern (the VMM and the CLI),
+# ternd (the host agent), tern-sim (the cluster simulator).
 
 CC      ?= gcc
 PKGS    := jansson libxxhash libzstd openssl libseccomp
@@ -25,8 +27,10 @@ ASAN_CFLAGS    := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
-LIB_SRCS := $(filter-out src/cli/main.c,$(shell find src -name '*.c' | sort))
 MAIN_SRC := src/cli/main.c
+AGENT_MAIN := src/agent/ternd_main.c
+SIM_MAIN := src/cluster/sim_main.c
+LIB_SRCS := $(filter-out $(MAIN_SRC) %_main.c,$(shell find src -name '*.c' | sort))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
@@ -39,7 +43,7 @@ GUEST_DIR ?= $(HOME)/.cache/tern/guest
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
 
-all: build/tern
+all: build/tern build/tern-sim
 
 # ---- release ------------------------------------------------------------
 build/obj/%.o: %.c
@@ -52,6 +56,14 @@ build/libtern.a: $(LIB_SRCS:%.c=build/obj/%.o)
 	$(Q)ar rcs $@ $^
 
 build/tern: build/obj/$(MAIN_SRC:.c=.o) build/libtern.a
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDLIBS)
+
+build/ternd: build/obj/$(AGENT_MAIN:.c=.o) build/libtern.a
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDLIBS)
+
+build/tern-sim: build/obj/$(SIM_MAIN:.c=.o) build/libtern.a
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $^ $(LDLIBS)
 
@@ -68,6 +80,10 @@ build-asan/libtern.a: $(LIB_SRCS:%.c=build-asan/obj/%.o)
 	$(Q)ar rcs $@ $^
 
 build-asan/tern: build-asan/obj/$(MAIN_SRC:.c=.o) build-asan/libtern.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build-asan/ternd: build-asan/obj/$(AGENT_MAIN:.c=.o) build-asan/libtern.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LDLIBS)
 
