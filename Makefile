@@ -14,13 +14,13 @@
 # ternd (the host agent), tern-sim (the cluster simulator).
 
 CC      ?= gcc
-PKGS    := jansson libxxhash libzstd openssl libseccomp
+PKGS    := jansson libxxhash libzstd openssl libseccomp libcurl libmicrohttpd
 CFLAGS_COMMON := -std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter \
                  -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                  -D_GNU_SOURCE -Isrc -pthread -g \
                  $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Debian's libfdt-dev ships no pkg-config file.
-LDLIBS  := -lfdt $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lxxhash -lzstd -lssl -lcrypto -lseccomp) -lm -pthread
+LDLIBS  := -lfdt $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lxxhash -lzstd -lssl -lcrypto -lseccomp -lcurl -lmicrohttpd) -lm -pthread
 
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 ASAN_CFLAGS    := $(CFLAGS_COMMON) -O1 -fno-omit-frame-pointer \
@@ -43,7 +43,7 @@ GUEST_DIR ?= $(HOME)/.cache/tern/guest
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
 
-all: build/tern build/tern-sim
+all: build/tern build/ternd build/tern-sim
 
 # ---- release ------------------------------------------------------------
 build/obj/%.o: %.c
@@ -68,7 +68,7 @@ build/tern-sim: build/obj/$(SIM_MAIN:.c=.o) build/libtern.a
 	$(Q)$(CC) -o $@ $^ $(LDLIBS)
 
 # ---- sanitizers -----------------------------------------------------------
-asan: build-asan/tern
+asan: build-asan/tern build-asan/ternd
 
 build-asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
