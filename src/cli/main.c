@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "api/api_client.h"
+#include "cli/cluster_cli.h"
 #include "devices/virtio/net.h"
 #include "machine/vm.h"
 #include "migration/incoming.h"
@@ -48,6 +49,16 @@ static void usage(FILE *out)
 		"                       (a post-copy whose link failed)\n"
 		"       tern vm migrate --api-socket PATH --status | --cancel | --continue\n"
 		"                       | --set [...]\n"
+		"\n"
+		"cluster (any agent answers: --agent unix:/PATH | http://IP:PORT with\n"
+		"--token-file FILE, or $TERN_AGENT, or the lab's; --json for scripts):\n"
+		"       tern cluster up --hosts N | down      (a lab cluster on this machine)\n"
+		"       tern cluster balance [--dry-run]\n"
+		"       tern host list | drain HOST | undrain HOST\n"
+		"       tern vm list | show NAME | delete NAME | stop NAME\n"
+		"       tern vm create NAME --kernel IMAGE [--initrd FILE] [--cmdline TEXT]\n"
+		"                       [--memory-mib N] [--cpus N] [--disk PATH] | --spec FILE\n"
+		"       tern vm migrate NAME --to HOST\n"
 		"\n"
 		"vm run options:\n"
 		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"
@@ -733,15 +744,37 @@ static int cmd_vm_migrate(int argc, char **argv)
 	return 0;
 }
 
+/* `tern vm list|create|show|delete`, and `tern vm stop|migrate` without
+ * --api-socket, are cluster commands (they name a VM, not a VMM socket). */
+static bool is_cluster_form(int argc, char **argv)
+{
+	const char *sub = argv[0];
+	if (!strcmp(sub, "list") || !strcmp(sub, "create") || !strcmp(sub, "show") ||
+	    !strcmp(sub, "delete"))
+		return true;
+	if (strcmp(sub, "stop") && strcmp(sub, "migrate"))
+		return false;
+	for (int i = 1; i < argc; i++)
+		if (!strncmp(argv[i], "--api-socket", 12))
+			return false;
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? VM_EXIT_USAGE : 0;
 	}
+	if (!strcmp(argv[1], "host"))
+		return cmd_host(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cluster"))
+		return cmd_cluster(argc - 1, argv + 1);
 	if (strcmp(argv[1], "vm") != 0 || argc < 3)
 		return usage_error("unknown command \"%s\"", argv[1]);
 	const char *sub = argv[2];
+	if (is_cluster_form(argc - 2, argv + 2))
+		return cmd_cluster_vm(argc - 1, argv + 1);
 	if (strcmp(sub, "run") == 0)
 		return cmd_vm_run(argc - 2, argv + 2);
 	if (strcmp(sub, "migrate") == 0)

@@ -1,0 +1,402 @@
+/* agent_api.c: the REST API every agent serves (docs/cluster.md, "REST
+ * API"). Reads come from etcd, so any agent answers for the whole
+ * cluster; an order for a VM goes to the agent of the host that owns it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/cluster_view.h"
+#include "agent/rest.h"
+#include "agent/store.h"
+#include "cluster/etcd.h"
+#include "cluster/balance.h"
+#include "cluster/placement.h"
+#include "util/log.h"
+
+#define INCOMING_START_MS 30000
+
+int agent_call(struct agent *a, const char *api, const char *method, const char *path,
+	       json_t *body, int timeout_ms, json_t **reply, struct error *err);
+int agent_migrate_start(struct agent *a, const char *vm, const char *to, const char *reason,
+			struct error *err);
+
+static json_t *host_json(const struct cluster_view *cv, size_t h)
+{
+	const struct cl_host *host = &cv->st.hosts[h];
+	uint64_t mem = 0;
+	uint32_t cpu = 0;
+	json_t *vms = json_array();
+	for (size_t v = 0; v < cv->st.n_vms; v++) {
+		if (cv->st.vms[v].host != (int)h)
+			continue;
+		mem += cv->st.vms[v].mem_bytes;
+		cpu += cv->st.vms[v].cpu_milli;
+		json_array_append_new(vms, json_string(cv->st.vms[v].name));
+	}
+	return json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:f, s:o}", "name", host->name,
+			 "ip", cv->host_ip[h], "api", cv->host_api[h], "schedulable",
+			 host->schedulable, "cpu_milli", (json_int_t)host->cpu_milli,
+			 "mem_bytes", (json_int_t)host->mem_bytes, "cpu_used_milli", (json_int_t)cpu,
+			 "mem_used_bytes", (json_int_t)mem,
+			 "cpu_util", cl_host_cpu_util(&cv->st, (int)h), "vms", vms);
+}
+
+static json_t *vm_json(const struct cluster_view *cv, size_t v)
+{
+	const struct cl_vm *vm = &cv->st.vms[v];
+	const char *state = !cv->vm_owned[v] ? "pending" : cv->vm_migrating[v] ? "migrating" :
+			    !strcmp(cv->vm_owner_state[v], "start") ? "starting" : "running";
+	return json_pack("{s:s, s:s?, s:s, s:I, s:i, s:I, s:I}", "name", vm->name,
+			 "host", vm->host >= 0 ? cv->st.hosts[vm->host].name : NULL,
+			 "state", state, "mem_bytes", (json_int_t)vm->mem_bytes,
+			 "cpus", (int)vm->vcpus, "cpu_milli", (json_int_t)vm->cpu_milli,
+			 "owner_revision", (json_int_t)cv->vm_owner_rev[v]);
+}
+
+static int get_host(void *opaque, const struct rest_request *req, json_t **reply,
+		    struct error *err)
+{
+	struct agent *a = opaque;
+	json_t *vms = json_array();
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
+		struct agent_vm *v = &a->vms[i];
+		if (v->used)
+			json_array_append_new(vms, json_pack("{s:s, s:i, s:b, s:b, s:I, s:I}",
+				"name", v->spec.name, "pid", (int)v->proc.pid, "incoming", v->incoming,
+				"migrating", v->migrating, "cpu_milli", (json_int_t)v->proc.cpu_milli,
+				"owner_revision", (json_int_t)v->owner_rev));
+	}
+	char lease[32];
+	snprintf(lease, sizeof(lease), "%lld", (long long)a->lease);
+	*reply = json_pack("{s:s, s:s, s:s, s:b, s:b, s:o}", "name", a->cfg.name, "ip", a->cfg.ip,
+			   "lease", lease, "fenced", a->fenced, "controller", a->is_controller,
+			   "vms", vms);
+	pthread_mutex_unlock(&a->lock);
+	return *reply ? 0 : error_set(err, ENOMEM, "out of memory");
+}
+
+static int get_hosts(void *opaque, const struct rest_request *req, json_t **reply,
+		     struct error *err)
+{
+	struct cluster_view cv;
+	int rc = cluster_view_read(opaque, &cv, err);
+	if (rc < 0)
+		return rc;
+	json_t *list = json_array();
+	for (size_t h = 0; h < cv.st.n_hosts; h++)
+		json_array_append_new(list, host_json(&cv, h));
+	*reply = json_pack("{s:o, s:f}", "hosts", list, "imbalance", cl_imbalance(&cv.st));
+	cluster_view_free(&cv);
+	return 0;
+}
+
+static int get_vms(void *opaque, const struct rest_request *req, json_t **reply,
+		   struct error *err)
+{
+	struct cluster_view cv;
+	int rc = cluster_view_read(opaque, &cv, err);
+	if (rc < 0)
+		return rc;
+	json_t *list = json_array();
+	for (size_t v = 0; v < cv.st.n_vms; v++)
+		json_array_append_new(list, vm_json(&cv, v));
+	*reply = json_pack("{s:o}", "vms", list);
+	cluster_view_free(&cv);
+	return 0;
+}
+
+static int get_vm(void *opaque, const struct rest_request *req, json_t **reply,
+		  struct error *err)
+{
+	struct cluster_view cv;
+	int rc = cluster_view_read(opaque, &cv, err);
+	if (rc < 0)
+		return rc;
+	int v = cluster_view_find_vm(&cv, req->params[0]);
+	if (v < 0)
+		rc = error_set(err, ENOENT, "no VM %s in the cluster", req->params[0]);
+	else
+		*reply = vm_json(&cv, (size_t)v);
+	cluster_view_free(&cv);
+	return rc;
+}
+
+static int create_vm(void *opaque, const struct rest_request *req, json_t **reply,
+		     struct error *err)
+{
+	struct agent *a = opaque;
+	struct vm_spec spec;
+	int rc = vm_spec_from_json(req->body, &spec, err);
+	if (rc < 0)
+		return rc;
+	if (access(spec.kernel, R_OK) < 0 || (spec.initrd[0] && access(spec.initrd, R_OK) < 0))
+		return error_set(err, EINVAL, "VM %s: the kernel or initrd cannot be read here "
+				 "(%s)", spec.name, strerror(errno));
+	char key[300];
+	agent_key(a, key, sizeof(key), "vms/%s/spec", spec.name);
+	json_t *j = vm_spec_to_json(&spec);
+	int64_t rev = 0;
+	rc = j ? store_create(a->etcd, key, j, 0, NULL, &rev, err) : -ENOMEM;
+	json_decref(j);
+	if (rc == -EEXIST)
+		return error_set(err, EEXIST, "a VM called %s exists already", spec.name);
+	if (rc < 0)
+		return rc;
+	log_info("ternd %s: VM %s created (revision %lld); the controller places it", a->cfg.name,
+		 spec.name, (long long)rev);
+	*reply = json_pack("{s:s, s:s}", "name", spec.name, "state", "pending");
+	return 0;
+}
+
+static int delete_vm(void *opaque, const struct rest_request *req, json_t **reply,
+		     struct error *err)
+{
+	struct agent *a = opaque;
+	char key[300];
+	agent_key(a, key, sizeof(key), "vms/%s/spec", req->params[0]);
+	int rc = etcd_delete(a->etcd, key, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return error_set(err, ENOENT, "no VM %s in the cluster", req->params[0]);
+	log_info("ternd %s: VM %s deleted: its host stops it", a->cfg.name, req->params[0]);
+	*reply = json_pack("{s:s, s:s}", "name", req->params[0], "state", "stopping");
+	return 0;
+}
+
+/* The owner's agent runs the migration; others pass the order on. */
+static int migrate_vm(void *opaque, const struct rest_request *req, json_t **reply,
+		      struct error *err)
+{
+	struct agent *a = opaque;
+	const char *vm = req->params[0];
+	const char *to = json_string_value(json_object_get(req->body, "to"));
+	if (!to)
+		return error_set(err, EINVAL, "migrate needs {\"to\": \"HOST\"}");
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	int v = cluster_view_find_vm(&cv, vm);
+	int h = v >= 0 ? cv.st.vms[v].host : -1;
+	if (v < 0)
+		rc = error_set(err, ENOENT, "no VM %s in the cluster", vm);
+	else if (h < 0)
+		rc = error_set(err, EBUSY, "VM %s runs nowhere yet", vm);
+	else if (cl_host_find(&cv.st, to) < 0)
+		rc = error_set(err, ENOENT, "no host %s in the cluster", to);
+	else if (!strcmp(cv.st.hosts[h].name, to))
+		rc = error_set(err, EINVAL, "VM %s already runs on %s", vm, to);
+	char api[64];
+	snprintf(api, sizeof(api), "%s", h >= 0 ? cv.host_api[h] : "");
+	bool local = h >= 0 && !strcmp(cv.st.hosts[h].name, a->cfg.name);
+	cluster_view_free(&cv);
+	if (rc < 0)
+		return rc;
+	if (!local) {
+		char path[200];
+		snprintf(path, sizeof(path), "/v1/vms/%s/migrate", vm);
+		return agent_call(a, api, "POST", path, req->body, 30000, reply, err);
+	}
+	const char *reason = json_string_value(json_object_get(req->body, "reason"));
+	rc = agent_migrate_start(a, vm, to, reason ? reason : "operator's order", err);
+	if (rc < 0)
+		return rc;
+	*reply = json_pack("{s:s, s:s, s:s, s:s}", "name", vm, "from", a->cfg.name, "to", to,
+			   "state", "migrating");
+	return 0;
+}
+
+/* A free TCP port on ip, as the kernel picks one. */
+static int free_port(const char *ip, struct error *err)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return error_errno(err, errno, "cannot create a socket");
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int rc = 0;
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		rc = error_set(err, EINVAL, "%s is not an IPv4 address", ip);
+	else if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		 getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		rc = error_errno(err, errno, "cannot find a free port on %s", ip);
+	close(fd);
+	return rc < 0 ? rc : ntohs(sa.sin_port);
+}
+
+static int incoming(void *opaque, const struct rest_request *req, json_t **reply,
+		    struct error *err)
+{
+	struct agent *a = opaque;
+	struct vm_spec spec;
+	int rc = vm_spec_from_json(json_object_get(req->body, "spec"), &spec, err);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&a->lock);
+	bool busy = a->fenced || agent_find_vm(a, spec.name);
+	pthread_mutex_unlock(&a->lock);
+	if (busy)
+		return error_set(err, EBUSY, "host %s cannot take %s now (fenced, or it has a VMM "
+				 "for it already)", a->cfg.name, spec.name);
+	int port = free_port(a->cfg.ip, err);
+	if (port < 0)
+		return port;
+	char uri[96];
+	snprintf(uri, sizeof(uri), "tcp:%s:%d", a->cfg.ip, port);
+	struct vmproc_env env;
+	char run_dir[300];
+	agent_vmproc_env(a, &env, run_dir, sizeof(run_dir));
+	struct vmproc proc;
+	if ((rc = vmproc_start(&proc, &env, &spec, uri, INCOMING_START_MS, err)) < 0)
+		return rc;
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_new_vm(a);
+	if (v) {
+		v->spec = spec;
+		v->proc = proc;
+		v->incoming = true;
+		v->incoming_since_ns = agent_now_ns();
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (!v) {
+		vmproc_kill(&proc);
+		return error_set(err, ENOSPC, "host %s runs %d VMMs already", a->cfg.name,
+				 AGENT_MAX_VMS);
+	}
+	*reply = json_pack("{s:s}", "uri", uri);
+	return 0;
+}
+
+static int drain(void *opaque, const struct rest_request *req, json_t **reply,
+		 struct error *err)
+{
+	struct agent *a = opaque;
+	const char *host = req->params[0];
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	int h = cl_host_find(&cv.st, host);
+	struct cl_policy pol;
+	cl_policy_default(&pol);
+	struct cl_plan plan = { 0 };
+	if (h < 0)
+		rc = error_set(err, ENOENT, "no host %s in the cluster", host);
+	else if (!cv.st.hosts[h].schedulable)
+		rc = error_set(err, EALREADY, "host %s is drained already", host);
+	else
+		rc = cl_drain_plan(&cv.st, &pol, h, &plan, err);
+	json_t *moves = json_array();
+	for (size_t i = 0; rc == 0 && i < plan.n; i++)
+		json_array_append_new(moves, json_pack("{s:s, s:s, s:s}", "vm",
+			cv.st.vms[plan.d[i].vm].name, "to", cv.st.hosts[plan.d[i].to].name,
+			"reason", plan.d[i].reason));
+	cl_plan_free(&plan);
+	cluster_view_free(&cv);
+	if (rc == 0) {
+		char key[300];
+		agent_key(a, key, sizeof(key), "cordon/%s", host);
+		json_t *rec = json_pack("{s:s, s:b}", "by", a->cfg.name, "drain", 1);
+		rc = rec ? store_put(a->etcd, key, rec, 0, err) : -ENOMEM;
+		json_decref(rec);
+	}
+	if (rc < 0) {
+		json_decref(moves);
+		return rc;
+	}
+	log_info("ternd %s: host %s drained: unschedulable; the controller moves its %zu VMs",
+		 a->cfg.name, host, json_array_size(moves));
+	*reply = json_pack("{s:s, s:b, s:o}", "host", host, "schedulable", 0, "planned", moves);
+	return 0;
+}
+
+static int undrain(void *opaque, const struct rest_request *req, json_t **reply,
+		   struct error *err)
+{
+	struct agent *a = opaque;
+	char key[300];
+	agent_key(a, key, sizeof(key), "cordon/%s", req->params[0]);
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	bool known = cl_host_find(&cv.st, req->params[0]) >= 0;
+	cluster_view_free(&cv);
+	if (!known)
+		return error_set(err, ENOENT, "no host %s in the cluster", req->params[0]);
+	rc = etcd_delete(a->etcd, key, err);
+	if (rc < 0)
+		return rc;
+	*reply = json_pack("{s:s, s:b}", "host", req->params[0], "schedulable", 1);
+	return 0;
+}
+
+/* GET: the plan only; POST: the plan, carried out. */
+static int balance_now(void *opaque, const struct rest_request *req, json_t **reply,
+		       struct error *err)
+{
+	struct agent *a = opaque;
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	struct cl_policy pol;
+	cl_policy_default(&pol);
+	struct cl_plan plan = { 0 };
+	rc = cl_balance_plan(&cv.st, &pol, &plan, err);
+	json_t *moves = json_array();
+	bool run = !strcmp(req->method, "POST");
+	for (size_t i = 0; rc == 0 && i < plan.n; i++) {
+		const struct cl_decision *d = &plan.d[i];
+		if (d->kind != CL_MOVE)
+			continue;
+		json_t *m = json_pack("{s:s, s:s, s:s, s:f, s:f, s:s}", "vm", cv.st.vms[d->vm].name,
+				      "from", cv.st.hosts[d->from].name, "to", cv.st.hosts[d->to].name,
+				      "gain", d->gain, "cost_s", d->cost_s, "reason", d->reason);
+		if (run && agent_order_move(a, &cv, d, "balancing on request") < 0)
+			json_object_set_new(m, "ordered", json_false());
+		json_array_append_new(moves, m);
+	}
+	if (rc == 0)
+		*reply = json_pack("{s:s, s:f, s:f, s:o, s:b}", "summary", plan.summary,
+				   "imbalance_before", plan.imbalance_before, "imbalance_after",
+				   plan.imbalance_after, "moves", moves, "dry_run", !run);
+	else
+		json_decref(moves);
+	cl_plan_free(&plan);
+	cluster_view_free(&cv);
+	return rc;
+}
+
+int agent_api_register(struct agent *a, struct error *err)
+{
+	static const struct {
+		const char *method, *pattern;
+		rest_handler_fn fn;
+	} routes[] = {
+		{ "GET", "/v1/host", get_host },
+		{ "GET", "/v1/hosts", get_hosts },
+		{ "POST", "/v1/hosts/{}/drain", drain },
+		{ "POST", "/v1/hosts/{}/undrain", undrain },
+		{ "GET", "/v1/vms", get_vms },
+		{ "POST", "/v1/vms", create_vm },
+		{ "GET", "/v1/vms/{}", get_vm },
+		{ "DELETE", "/v1/vms/{}", delete_vm },
+		{ "POST", "/v1/vms/{}/migrate", migrate_vm },
+		{ "POST", "/v1/internal/incoming", incoming },
+		{ "GET", "/v1/cluster/balance", balance_now },
+		{ "POST", "/v1/cluster/balance", balance_now },
+	};
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (rest_route(a->rest, routes[i].method, routes[i].pattern, routes[i].fn, a) < 0)
+			return error_set(err, ENOSPC, "too many REST routes");
+	return 0;
+}
