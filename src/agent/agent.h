@@ -62,6 +62,7 @@ struct agent {
 	bool is_controller;
 	int64_t controller_rev;      /* create_revision of our controller key */
 	unsigned controller_round;
+	unsigned decision_seq;
 	pthread_t lease_thread, reconcile_thread, controller_thread, watchdog_thread;
 	unsigned threads_started;    /* bits: lease, reconcile, controller, watchdog */
 };

@@ -376,6 +376,174 @@ static int balance_now(void *opaque, const struct rest_request *req, json_t **re
 	return rc;
 }
 
+/* Moves carried out one after the other: the consolidation plan orders
+ * them so that every state in between keeps capacity and rules, which
+ * running them at once would not. */
+struct move_sequence {
+	struct agent *a;
+	size_t n;
+	struct { char vm[CL_NAME_MAX], to[CL_NAME_MAX], reason[256]; } m[];
+};
+
+static void *run_sequence(void *arg)
+{
+	struct move_sequence *seq = arg;
+	struct agent *a = seq->a;
+	for (size_t i = 0; i < seq->n && !a->stop; i++) {
+		struct cluster_view cv;
+		struct error err = { 0 };
+		if (cluster_view_read(a, &cv, &err) < 0)
+			break;
+		int v = cluster_view_find_vm(&cv, seq->m[i].vm);
+		int to = cl_host_find(&cv.st, seq->m[i].to);
+		if (v >= 0 && to >= 0 && cv.st.vms[v].host >= 0 && cv.st.vms[v].host != to) {
+			struct cl_decision d = { .kind = CL_MOVE, .vm = v, .from = cv.st.vms[v].host,
+						 .to = to };
+			snprintf(d.reason, sizeof(d.reason), "%s", seq->m[i].reason);
+			agent_order_move(a, &cv, &d, "consolidating");
+		}
+		cluster_view_free(&cv);
+		/* Until it runs there (or 10 min: a failed move does not stop the rest). */
+		for (int t = 0; t < 6000 && !a->stop; t++) {
+			usleep(100000);
+			if (cluster_view_read(a, &cv, &err) < 0)
+				continue;
+			v = cluster_view_find_vm(&cv, seq->m[i].vm);
+			to = cl_host_find(&cv.st, seq->m[i].to);
+			bool there = v < 0 || (cv.st.vms[v].host == to && !cv.vm_migrating[v]);
+			bool failed = v >= 0 && !cv.vm_migrating[v] && t > 50 && cv.st.vms[v].host != to;
+			cluster_view_free(&cv);
+			if (there || failed)
+				break;
+		}
+	}
+	free(seq);
+	return NULL;
+}
+
+/* GET: the plan; POST: the plan, carried out in order. */
+static int consolidate(void *opaque, const struct rest_request *req, json_t **reply,
+		       struct error *err)
+{
+	struct agent *a = opaque;
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	struct cl_policy pol;
+	cl_policy_default(&pol);
+	struct cl_plan plan = { 0 };
+	rc = cl_consolidate_plan(&cv.st, &pol, &plan, err);
+	json_t *moves = json_array(), *off = json_array();
+	size_t n_moves = 0, before = 0;
+	for (size_t h = 0; h < cv.st.n_hosts; h++) {
+		bool used = false;
+		for (size_t v = 0; v < cv.st.n_vms; v++)
+			used |= cv.st.vms[v].host == (int)h;
+		before += used;
+	}
+	struct move_sequence *seq = NULL;
+	if (rc == 0 && !strcmp(req->method, "POST")) {
+		seq = calloc(1, sizeof(*seq) + plan.n * sizeof(seq->m[0]));
+		if (!seq)
+			rc = error_set(err, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; rc == 0 && i < plan.n; i++) {
+		const struct cl_decision *d = &plan.d[i];
+		if (d->kind == CL_POWER_OFF) {
+			json_array_append_new(off, json_string(cv.st.hosts[d->from].name));
+			continue;
+		}
+		if (d->kind != CL_MOVE)
+			continue;
+		json_array_append_new(moves, json_pack("{s:s, s:s, s:s, s:s}", "vm",
+			cv.st.vms[d->vm].name, "from", cv.st.hosts[d->from].name, "to",
+			cv.st.hosts[d->to].name, "reason", d->reason));
+		if (seq) {
+			snprintf(seq->m[n_moves].vm, CL_NAME_MAX, "%s", cv.st.vms[d->vm].name);
+			snprintf(seq->m[n_moves].to, CL_NAME_MAX, "%s", cv.st.hosts[d->to].name);
+			snprintf(seq->m[n_moves].reason, 256, "%s", d->reason);
+		}
+		n_moves++;
+	}
+	if (rc == 0)
+		*reply = json_pack("{s:s, s:I, s:I, s:O, s:O, s:b}", "summary", plan.summary,
+				   "hosts_before", (json_int_t)before,
+				   "hosts_after", (json_int_t)(before - json_array_size(off)),
+				   "moves", moves, "power_off", off, "dry_run", seq == NULL);
+	json_decref(moves);
+	json_decref(off);
+	cl_plan_free(&plan);
+	cluster_view_free(&cv);
+	if (seq && rc == 0 && n_moves) {
+		seq->a = a;
+		seq->n = n_moves;
+		pthread_t t;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		int e = pthread_create(&t, &attr, run_sequence, seq);
+		pthread_attr_destroy(&attr);
+		if (e) {
+			free(seq);
+			json_decref(*reply);
+			*reply = NULL;
+			return error_errno(err, e, "cannot start the consolidation");
+		}
+	} else {
+		free(seq);
+	}
+	return rc;
+}
+
+static int get_decisions(void *opaque, const struct rest_request *req, json_t **reply,
+			 struct error *err)
+{
+	struct agent *a = opaque;
+	char prefix[128];
+	agent_key(a, prefix, sizeof(prefix), "decisions/");
+	struct store_list l;
+	int rc = store_list(a->etcd, prefix, &l, err);
+	if (rc < 0)
+		return rc;
+	json_t *list = json_array();
+	for (size_t i = 0; i < l.n; i++)
+		if (l.items[i].value)
+			json_array_append(list, l.items[i].value);
+	store_list_free(&l);
+	*reply = json_pack("{s:o}", "decisions", list);
+	return 0;
+}
+
+static int config(void *opaque, const struct rest_request *req, json_t **reply,
+		  struct error *err)
+{
+	struct agent *a = opaque;
+	char key[256];
+	agent_key(a, key, sizeof(key), "config");
+	if (!strcmp(req->method, "PUT")) {
+		json_t *b = json_object_get(req->body, "balance");
+		if (!json_is_boolean(b) || json_object_size(req->body) != 1)
+			return error_set(err, EINVAL, "config takes {\"balance\": true|false}");
+		json_t *rec = json_pack("{s:O}", "balance", b);
+		int rc = rec ? store_put(a->etcd, key, rec, 0, err) : -ENOMEM;
+		json_decref(rec);
+		if (rc < 0)
+			return rc;
+		log_info("ternd %s: automatic balancing %s", a->cfg.name,
+			 json_is_true(b) ? "on" : "off");
+	}
+	struct store_list l;
+	int rc = store_list(a->etcd, key, &l, err);
+	if (rc < 0)
+		return rc;
+	const struct store_item *it = store_find(&l, key);
+	json_t *b = it ? json_object_get(it->value, "balance") : NULL;
+	*reply = json_pack("{s:b}", "balance", b ? json_is_true(b) : a->cfg.balance);
+	store_list_free(&l);
+	return 0;
+}
+
 int agent_api_register(struct agent *a, struct error *err)
 {
 	static const struct {
@@ -394,6 +562,11 @@ int agent_api_register(struct agent *a, struct error *err)
 		{ "POST", "/v1/internal/incoming", incoming },
 		{ "GET", "/v1/cluster/balance", balance_now },
 		{ "POST", "/v1/cluster/balance", balance_now },
+		{ "GET", "/v1/cluster/decisions", get_decisions },
+		{ "GET", "/v1/cluster/consolidate", consolidate },
+		{ "POST", "/v1/cluster/consolidate", consolidate },
+		{ "GET", "/v1/cluster/config", config },
+		{ "PUT", "/v1/cluster/config", config },
 	};
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (rest_route(a->rest, routes[i].method, routes[i].pattern, routes[i].fn, a) < 0)

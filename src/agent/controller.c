@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -33,9 +34,58 @@ int agent_call(struct agent *a, const char *api, const char *method, const char 
 
 json_t *agent_owner_record(const struct agent *a, const char *host, const char *state);
 
+/* Decisions kept in etcd for operators (GET /v1/cluster/decisions). */
+#define DECISIONS_KEPT 200
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Logged, and written under decisions/ (oldest dropped beyond
+ * DECISIONS_KEPT), so that any agent can show them. */
 static void log_decision(struct agent *a, const char *what, const char *reason)
 {
 	log_info("controller %s: %s: %s", a->cfg.name, what, reason);
+	char prefix[128], key[300];
+	agent_key(a, prefix, sizeof(prefix), "decisions/");
+	int64_t now = wall_ms();
+	snprintf(key, sizeof(key), "%s%013lld-%08u", prefix, (long long)now,
+		 a->decision_seq++);
+	json_t *rec = json_pack("{s:I, s:s, s:s, s:s}", "at_ms", (json_int_t)now, "controller",
+				a->cfg.name, "what", what, "reason", reason);
+	struct error err = { 0 };
+	if (rec && store_put(a->etcd, key, rec, 0, &err) < 0)
+		log_debug("controller %s: recording a decision: %s", a->cfg.name, err.msg);
+	json_decref(rec);
+	struct store_list l;
+	if (store_list(a->etcd, prefix, &l, &err) == 0) {
+		/* Keys sort by time: the first ones are the oldest. */
+		for (size_t i = 0; i + DECISIONS_KEPT < l.n; i++)
+			store_delete(a->etcd, l.items[i].key, &err);
+		store_list_free(&l);
+	}
+}
+
+/* The operator's switch for automatic balancing (PUT /v1/cluster/config),
+ * else ternd's --no-balance. */
+static bool balance_enabled(struct agent *a)
+{
+	char key[256];
+	agent_key(a, key, sizeof(key), "config");
+	struct store_list l;
+	struct error err = { 0 };
+	bool on = a->cfg.balance;
+	if (store_list(a->etcd, key, &l, &err) == 0) {
+		const struct store_item *it = store_find(&l, key);
+		json_t *v = it ? json_object_get(it->value, "balance") : NULL;
+		if (json_is_boolean(v))
+			on = json_is_true(v);
+		store_list_free(&l);
+	}
+	return on;
 }
 
 /* Takes the controller key if free; checks it is still ours if held. */
@@ -206,7 +256,7 @@ void *agent_controller_main(void *arg)
 					place_unowned(a, &cv);
 					drain_cordoned(a, &cv, &pol);
 					if (a->controller_round % BALANCE_EVERY_ROUNDS == 0 &&
-					    a->cfg.balance)
+					    balance_enabled(a))
 						balance(a, &cv, &pol);
 					cluster_view_free(&cv);
 				} else {

@@ -27,6 +27,7 @@ struct cli {
 	bool have_token;
 	bool json;
 	bool dry_run;
+	int auto_balance;            /* --enable: 1, --disable: 0, -1: neither */
 	const char *to;
 	const char *spec_file;
 	const char *name, *kernel, *initrd, *cmdline, *disk, *tap, *mac;
@@ -50,7 +51,7 @@ static int read_small_file(const char *path, char *out, size_t size)
 static int parse(struct cli *c, int argc, char **argv)
 {
 	enum { O_AGENT = 1, O_TOKEN, O_JSON, O_DRY, O_TO, O_SPEC, O_KERNEL, O_INITRD, O_CMDLINE,
-	       O_MEMORY, O_CPUS, O_DISK, O_TAP, O_MAC };
+	       O_MEMORY, O_CPUS, O_DISK, O_TAP, O_MAC, O_ENABLE, O_DISABLE };
 	static const struct option options[] = {
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -66,8 +67,11 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ "disk", required_argument, NULL, O_DISK },
 		{ "tap", required_argument, NULL, O_TAP },
 		{ "mac", required_argument, NULL, O_MAC },
+		{ "enable", no_argument, NULL, O_ENABLE },
+		{ "disable", no_argument, NULL, O_DISABLE },
 		{ 0 },
 	};
+	c->auto_balance = -1;
 	const char *token_file = getenv("TERN_TOKEN_FILE");
 	const char *agent = getenv("TERN_AGENT");
 	opterr = 0;
@@ -88,6 +92,8 @@ static int parse(struct cli *c, int argc, char **argv)
 		case O_DISK: c->disk = optarg; break;
 		case O_TAP: c->tap = optarg; break;
 		case O_MAC: c->mac = optarg; break;
+		case O_ENABLE: c->auto_balance = 1; break;
+		case O_DISABLE: c->auto_balance = 0; break;
 		case O_MEMORY:
 		case O_CPUS: {
 			long v = strtol(optarg, &end, 10);
@@ -362,7 +368,7 @@ int cmd_cluster_vm(int argc, char **argv)
 int cmd_cluster(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "tern: cluster up|down|balance\n");
+		fprintf(stderr, "tern: cluster up|down|balance|consolidate|decisions\n");
 		return EXIT_USAGE;
 	}
 	const char *sub = argv[1];
@@ -397,12 +403,52 @@ int cmd_cluster(int argc, char **argv)
 		free(args);
 		return EXIT_ERROR;
 	}
+	if (!strcmp(sub, "consolidate")) {
+		struct cli c = { 0 };
+		int rc = parse(&c, argc - 1, argv + 1);
+		json_t *r;
+		if (rc || request(&c, c.dry_run ? "GET" : "POST", "/v1/cluster/consolidate", NULL,
+				  &r))
+			return rc ? rc : EXIT_ERROR;
+		if (!c.json) {
+			printf("%s\n", str(r, "summary"));
+			size_t i;
+			json_t *m;
+			json_array_foreach(json_object_get(r, "moves"), i, m)
+				printf("  %s: %s -> %s\n", str(m, "vm"), str(m, "from"), str(m, "to"));
+			json_array_foreach(json_object_get(r, "power_off"), i, m)
+				printf("  %s could be powered off\n", json_string_value(m));
+		}
+		return print_result(&c, r, "%s", "");
+	}
+	if (!strcmp(sub, "decisions")) {
+		struct cli c = { 0 };
+		int rc = parse(&c, argc - 1, argv + 1);
+		json_t *r;
+		if (rc || request(&c, "GET", "/v1/cluster/decisions", NULL, &r))
+			return rc ? rc : EXIT_ERROR;
+		if (!c.json) {
+			size_t i;
+			json_t *d;
+			json_array_foreach(json_object_get(r, "decisions"), i, d)
+				printf("%lld %s: %s: %s\n", num(d, "at_ms"), str(d, "controller"),
+				       str(d, "what"), str(d, "reason"));
+		}
+		return print_result(&c, r, "%s", "");
+	}
 	if (!strcmp(sub, "balance")) {
 		struct cli c = { 0 };
 		int rc = parse(&c, argc - 1, argv + 1);
 		if (rc)
 			return rc;
 		json_t *r;
+		if (c.auto_balance >= 0) {
+			json_t *body = json_pack("{s:b}", "balance", c.auto_balance);
+			if (request(&c, "PUT", "/v1/cluster/config", body, &r))
+				return EXIT_ERROR;
+			return print_result(&c, r, "automatic balancing %s\n",
+					    c.auto_balance ? "on" : "off");
+		}
 		if (request(&c, c.dry_run ? "GET" : "POST", "/v1/cluster/balance", NULL, &r))
 			return EXIT_ERROR;
 		if (!c.json) {
