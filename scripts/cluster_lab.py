@@ -74,7 +74,7 @@ def http_unix(path, method, url, body=None, timeout=60):
 class ClusterLab:
     def __init__(self, n, workdir=DEFAULT_DIR, name=None, etcd_members=1, lease_ttl=4,
                  tern=None, ternd=None, memory_mib=2048, cpu_milli=1000, balance=True,
-                 extra_args=(), log=print):
+                 extra_args=(), log=print, etcd_on_network=False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n = n
@@ -89,7 +89,9 @@ class ClusterLab:
             self.token_file = self.workdir / "token"
             self.token_file.write_text(secrets.token_hex(24) + "\n")
             self.token_file.chmod(0o600)
-            self.endpoints = self._start_etcd(etcd_members)
+            self.etcd_proc = None
+            self.endpoints = (self._start_etcd_on_network() if etcd_on_network
+                              else self._start_etcd(etcd_members))
             self._make_certs()
             self.args = dict(memory_mib=memory_mib, cpu_milli=cpu_milli, balance=balance,
                              extra=list(extra_args))
@@ -110,6 +112,35 @@ class ClusterLab:
         if out.returncode != 0:
             raise RuntimeError(f"etcd-lab.sh start failed: {out.stdout}{out.stderr}")
         return out.stdout.strip().splitlines()[-1]
+
+    def _start_etcd_on_network(self):
+        """One etcd member in the lab client's namespace, serving clients on
+        its address of the lab network (port 2379 of that fresh namespace,
+        free by construction): the hosts reach it over their uplinks, so
+        cutting a host's uplink cuts it off from etcd, as a partition would."""
+        d = self.etcd_dir / "net"
+        d.mkdir(parents=True, exist_ok=True)
+        url = f"http://{self.lab.client.ip}:2379"
+        cmd = self.lab.client.prefix() + [
+            "etcd", "--name", "e0", "--data-dir", str(d / "data"),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", "unix://peer:1", "--initial-advertise-peer-urls",
+            "unix://peer:1", "--initial-cluster", "e0=unix://peer:1",
+            "--heartbeat-interval", "10", "--election-timeout", "100"]
+        log = open(d / "etcd.log", "ab")
+        self.etcd_proc = subprocess.Popen(cmd, cwd=d, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while subprocess.run(self.lab.client.prefix() + ["curl", "-sf", "-X", "POST",
+                                                          f"{url}/v3/maintenance/status",
+                                                          "-d", "{}"],
+                             capture_output=True).returncode != 0:
+            if self.etcd_proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("etcd on the lab network did not start:\n" +
+                                   (d / "etcd.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.1)
+        return url
 
     def _make_certs(self):
         tls = self.workdir / "tls"
@@ -184,6 +215,10 @@ class ClusterLab:
         return reply
 
     def alive_agent(self):
+        """The agent that answers for the cluster: self.prefer if set (e.g.
+        while another host is cut off), else the first one running."""
+        if getattr(self, "prefer", None) is not None:
+            return self.prefer
         for i, p in enumerate(self.agents):
             if p is not None and p.poll() is None:
                 return i
@@ -224,6 +259,13 @@ class ClusterLab:
                     p.kill()
                     p.wait()
             self.agents[i] = None
+        if getattr(self, "etcd_proc", None) is not None:
+            self.etcd_proc.terminate()
+            try:
+                self.etcd_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.etcd_proc.kill()
+                self.etcd_proc.wait()
         subprocess.run(["bash", str(REPO / "scripts" / "etcd-lab.sh"), "stop",
                         str(self.etcd_dir)], capture_output=True, timeout=60)
         self.lab.close()

@@ -10,7 +10,7 @@ packages=(
 	gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
 	qemu-system-misc opensbi
 	libxxhash-dev libzstd-dev libssl-dev openssl libseccomp-dev
-	libcurl4-openssl-dev libmicrohttpd-dev etcd-server etcd-client
+	libcurl4-openssl-dev libmicrohttpd-dev etcd-server etcd-client curl
 	xz-utils cpio e2fsprogs debian-archive-keyring
 	iproute2 iputils-ping tcpdump
 )
