@@ -52,10 +52,13 @@ static json_t *vm_json(const struct cluster_view *cv, size_t v)
 	const struct cl_vm *vm = &cv->st.vms[v];
 	const char *state = !cv->vm_owned[v] ? "pending" : cv->vm_migrating[v] ? "migrating" :
 			    !strcmp(cv->vm_owner_state[v], "start") ? "starting" : "running";
-	return json_pack("{s:s, s:s?, s:s, s:I, s:i, s:I, s:I}", "name", vm->name,
+	return json_pack("{s:s, s:s?, s:s, s:I, s:i, s:I, s:I, s:I, s:I, s:I}", "name", vm->name,
 			 "host", vm->host >= 0 ? cv->st.hosts[vm->host].name : NULL,
 			 "state", state, "mem_bytes", (json_int_t)vm->mem_bytes,
 			 "cpus", (int)vm->vcpus, "cpu_milli", (json_int_t)vm->cpu_milli,
+			 "dirty_bytes_s", (json_int_t)vm->dirty_bytes_s,
+			 "disk_bytes_s", (json_int_t)cv->vm_disk_bytes_s[v],
+			 "net_bytes_s", (json_int_t)cv->vm_net_bytes_s[v],
 			 "owner_revision", (json_int_t)cv->vm_owner_rev[v]);
 }
 

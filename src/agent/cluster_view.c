@@ -82,8 +82,11 @@ int cluster_view_read(struct agent *a, struct cluster_view *cv, struct error *er
 	cv->vm_owner_rev = calloc(nv ? nv : 1, sizeof(*cv->vm_owner_rev));
 	cv->vm_owner_state = calloc(nv ? nv : 1, sizeof(*cv->vm_owner_state));
 	cv->vm_migrating = calloc(nv ? nv : 1, sizeof(*cv->vm_migrating));
+	cv->vm_disk_bytes_s = calloc(nv ? nv : 1, sizeof(*cv->vm_disk_bytes_s));
+	cv->vm_net_bytes_s = calloc(nv ? nv : 1, sizeof(*cv->vm_net_bytes_s));
 	if (!cv->st.hosts || !cv->host_lease || !cv->host_api || !cv->host_ip || !cv->st.vms ||
-	    !cv->vm_owned || !cv->vm_owner_rev || !cv->vm_owner_state || !cv->vm_migrating) {
+	    !cv->vm_owned || !cv->vm_owner_rev || !cv->vm_owner_state || !cv->vm_migrating ||
+	    !cv->vm_disk_bytes_s || !cv->vm_net_bytes_s) {
 		cluster_view_free(cv);
 		return error_set(err, ENOMEM, "out of memory");
 	}
@@ -147,8 +150,12 @@ int cluster_view_read(struct agent *a, struct cluster_view *cv, struct error *er
 		json_t *val;
 		json_object_foreach(vms, name, val) {
 			int v = cluster_view_find_vm(cv, name);
-			if (v >= 0 && cv->st.vms[v].host == (int)h)
-				cv->st.vms[v].cpu_milli = (uint32_t)json_int64(val, "cpu_milli");
+			if (v < 0 || cv->st.vms[v].host != (int)h)
+				continue;
+			cv->st.vms[v].cpu_milli = (uint32_t)json_int64(val, "cpu_milli");
+			cv->st.vms[v].dirty_bytes_s = (uint64_t)json_int64(val, "dirty_bytes_s");
+			cv->vm_disk_bytes_s[v] = (uint64_t)json_int64(val, "disk_bytes_s");
+			cv->vm_net_bytes_s[v] = (uint64_t)json_int64(val, "net_bytes_s");
 		}
 	}
 	cv->st.now_ms = wall_ms();
@@ -172,6 +179,8 @@ void cluster_view_free(struct cluster_view *cv)
 	free(cv->vm_owner_rev);
 	free(cv->vm_owner_state);
 	free(cv->vm_migrating);
+	free(cv->vm_disk_bytes_s);
+	free(cv->vm_net_bytes_s);
 	store_list_free(&cv->hosts);
 	store_list_free(&cv->load);
 	store_list_free(&cv->cordons);

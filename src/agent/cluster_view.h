@@ -20,6 +20,7 @@ struct cluster_view {
 	int64_t *vm_owner_rev;        /* its mod revision */
 	char (*vm_owner_state)[16];
 	bool *vm_migrating;           /* a migration record exists */
+	uint64_t *vm_disk_bytes_s, *vm_net_bytes_s;   /* measured by its agent */
 	struct store_list hosts, load, cordons, vms, migrations;
 };
 

@@ -72,21 +72,40 @@ static void fence(struct agent *a, const char *why)
 	agent_kill_all_vms(a, "fenced");
 }
 
+/* Samples every local VMM (outside the lock: each answers within a
+ * second) and publishes the host's load for the controller. */
 static void publish_load(struct agent *a)
 {
+	struct vmproc procs[AGENT_MAX_VMS];
+	unsigned n = 0;
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i].used && a->vms[i].proc.pid && !a->vms[i].incoming)
+			procs[n++] = a->vms[i].proc;
+	pthread_mutex_unlock(&a->lock);
+	int64_t now = agent_now_ns();
+	for (unsigned i = 0; i < n; i++)
+		vmproc_sample_load(&procs[i], now);
+
 	json_t *vms = json_object();
 	uint64_t used_cpu = 0, used_mem = 0;
-	int64_t now = agent_now_ns();
 	pthread_mutex_lock(&a->lock);
-	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
-		struct agent_vm *v = &a->vms[i];
-		if (!v->used || !v->proc.pid)
+	for (unsigned i = 0; i < n; i++) {
+		struct agent_vm *v = agent_find_vm(a, procs[i].name);
+		if (!v || v->proc.pid != procs[i].pid)
 			continue;
-		vmproc_sample_cpu(&v->proc, now);
+		v->proc.last = procs[i].last;
+		v->proc.cpu_milli = procs[i].cpu_milli;
+		v->proc.dirty_bytes_s = procs[i].dirty_bytes_s;
+		v->proc.disk_bytes_s = procs[i].disk_bytes_s;
+		v->proc.net_bytes_s = procs[i].net_bytes_s;
 		used_cpu += v->proc.cpu_milli;
 		used_mem += (uint64_t)v->spec.memory_mib << 20;
-		json_object_set_new(vms, v->spec.name,
-				    json_pack("{s:I}", "cpu_milli", (json_int_t)v->proc.cpu_milli));
+		json_object_set_new(vms, v->spec.name, json_pack("{s:I, s:I, s:I, s:I}",
+			"cpu_milli", (json_int_t)v->proc.cpu_milli,
+			"dirty_bytes_s", (json_int_t)v->proc.dirty_bytes_s,
+			"disk_bytes_s", (json_int_t)v->proc.disk_bytes_s,
+			"net_bytes_s", (json_int_t)v->proc.net_bytes_s));
 	}
 	pthread_mutex_unlock(&a->lock);
 	json_t *load = json_pack("{s:I, s:I, s:o}", "cpu_milli", (json_int_t)used_cpu,

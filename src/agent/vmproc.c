@@ -351,8 +351,6 @@ int vmproc_start(struct vmproc *p, const struct vmproc_env *env, const struct vm
 		}
 		usleep(20000);
 	}
-	p->cpu_sample_ns = 0;
-	vmproc_sample_cpu(p, now_ns());
 	log_info("started the VMM for %s (pid %d%s%s)", spec->name, (int)pid,
 		 incoming ? ", incoming on " : "", incoming ? incoming : "");
 	return 0;
@@ -409,37 +407,44 @@ void vmproc_stop(struct vmproc *p, int timeout_ms)
 	}
 }
 
-bool vmproc_sample_cpu(struct vmproc *p, int64_t t)
+static uint64_t field(json_t *o, const char *k)
+{
+	return (uint64_t)json_integer_value(json_object_get(o, k));
+}
+
+bool vmproc_sample_load(struct vmproc *p, int64_t t)
 {
 	if (!p->pid)
 		return false;
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)p->pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	json_t *st = NULL;
+	struct error err = { 0 };
+	if (api_call(p->api_path, "stats", NULL, 1000, &st, &err) < 0)
 		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	/* Fields after the command name, which may hold spaces: from the
-	 * last ')'. utime and stime are fields 14 and 15. */
-	char *s = strrchr(buf, ')');
-	if (!s)
-		return false;
-	unsigned long long utime = 0, stime = 0;
-	if (sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-		   &stime) != 2)
-		return false;
-	uint64_t ticks = utime + stime;
-	if (p->cpu_sample_ns && t > p->cpu_sample_ns) {
-		long hz = sysconf(_SC_CLK_TCK);
-		double cpu_s = (double)(ticks - p->cpu_ticks) / (double)(hz > 0 ? hz : 100);
-		p->cpu_milli = (uint32_t)(cpu_s * 1e12 / (double)(t - p->cpu_sample_ns));
+	struct vm_load now = {
+		.cpu_ns = field(st, "harts_cpu_ns"),
+		.disk_bytes = field(st, "disk_read_bytes") + field(st, "disk_write_bytes"),
+		.net_bytes = field(st, "net_rx_bytes") + field(st, "net_tx_bytes"),
+		.at_ns = t,
+	};
+	json_t *dirty = json_object_get(st, "dirty_pages");
+	uint64_t page = field(st, "page_size");
+	double dt = p->last.at_ns && t > p->last.at_ns ? (double)(t - p->last.at_ns) / 1e9 : 0;
+	if (dt > 0) {
+		/* Counters restart with a new VMM (after a migration): no rate
+		 * from a counter that went back. */
+		if (now.cpu_ns >= p->last.cpu_ns)
+			p->cpu_milli = (uint32_t)((double)(now.cpu_ns - p->last.cpu_ns) / 1e6 / dt);
+		if (now.disk_bytes >= p->last.disk_bytes)
+			p->disk_bytes_s = (uint64_t)((double)(now.disk_bytes - p->last.disk_bytes) / dt);
+		if (now.net_bytes >= p->last.net_bytes)
+			p->net_bytes_s = (uint64_t)((double)(now.net_bytes - p->last.net_bytes) / dt);
+		/* The pages written since the last stats call: this one. */
+		if (json_is_integer(dirty))
+			p->dirty_bytes_s = (uint64_t)((double)json_integer_value(dirty) *
+						      (double)page / dt);
 	}
-	p->cpu_ticks = ticks;
-	p->cpu_sample_ns = t;
+	p->last = now;
+	json_decref(st);
 	return true;
 }
 

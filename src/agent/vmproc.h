@@ -37,10 +37,14 @@ struct vmproc {
 	int exit_status;        /* as waitpid reports it, once reaped */
 	char dir[256];          /* its run directory: api.sock, console.sock, tern.log */
 	char api_path[300];
-	/* CPU use, from /proc/PID/stat: the last sample and the rate since. */
-	uint64_t cpu_ticks;
-	int64_t cpu_sample_ns;
+	/* Load: the rates between the last two samples of the VMM's stats
+	 * (its harts' CPU time, pages the guest wrote, disk and NIC bytes). */
+	struct vm_load {
+		uint64_t cpu_ns, dirty_pages, disk_bytes, net_bytes;
+		int64_t at_ns;
+	} last;
 	uint32_t cpu_milli;
+	uint64_t dirty_bytes_s, disk_bytes_s, net_bytes_s;
 	char tap[32];           /* the TAP made for it on the bridge, to remove after */
 };
 
@@ -65,8 +69,9 @@ bool vmproc_reap(struct vmproc *p);
 void vmproc_kill(struct vmproc *p);
 /* Asks the VMM to stop (API "stop"), then kills it after timeout_ms. */
 void vmproc_stop(struct vmproc *p, int timeout_ms);
-/* Updates cpu_milli from /proc; false if the process is gone. */
-bool vmproc_sample_cpu(struct vmproc *p, int64_t now_ns);
+/* Asks the VMM for its stats and updates the rates; false if it did not
+ * answer. Blocks up to a second: not under the agent's lock. */
+bool vmproc_sample_load(struct vmproc *p, int64_t now_ns);
 /* One request to its control API (api_call). */
 int vmproc_call(const struct vmproc *p, const char *command, json_t *args, int timeout_ms,
 		json_t **result, struct error *err);

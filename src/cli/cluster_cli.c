@@ -211,14 +211,16 @@ static int vm_list(struct cli *c)
 	if (c->json) {
 		print_json(r);
 	} else {
-		printf("%-20s %-16s %-10s %8s %5s %8s %10s\n", "VM", "HOST", "STATE", "MiB", "CPUS",
-		       "CPU", "OWNER REV");
+		printf("%-20s %-16s %-10s %6s %4s %6s %9s %9s %9s %9s\n", "VM", "HOST", "STATE",
+		       "MiB", "CPUS", "MCPU", "DIRTY/s", "DISK/s", "NET/s", "OWNER REV");
 		size_t i;
 		json_t *v;
 		json_array_foreach(json_object_get(r, "vms"), i, v)
-			printf("%-20s %-16s %-10s %8lld %5lld %8lld %10lld\n", str(v, "name"),
-			       str(v, "host"), str(v, "state"), num(v, "mem_bytes") >> 20,
-			       num(v, "cpus"), num(v, "cpu_milli"), num(v, "owner_revision"));
+			printf("%-20s %-16s %-10s %6lld %4lld %6lld %8lldK %8lldK %8lldK %9lld\n",
+			       str(v, "name"), str(v, "host"), str(v, "state"),
+			       num(v, "mem_bytes") >> 20, num(v, "cpus"), num(v, "cpu_milli"),
+			       num(v, "dirty_bytes_s") >> 10, num(v, "disk_bytes_s") >> 10,
+			       num(v, "net_bytes_s") >> 10, num(v, "owner_revision"));
 	}
 	json_decref(r);
 	return 0;

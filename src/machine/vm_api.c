@@ -3,10 +3,15 @@
 #include "machine/vm.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api_server.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
 #include "migration/outgoing.h"
 #include "migration/snapshot.h"
 
@@ -34,6 +39,61 @@ static int cmd_status(void *opaque, json_t *args, json_t **result, struct error 
 	if (!*result)
 		return error_set(err, ENOMEM, "cannot build the status reply");
 	return 0;
+}
+
+/* stats: counters a host agent turns into rates: the harts' CPU time,
+ * disk and network bytes, and the guest pages written since the last
+ * stats (collected from the dirty map, so only while no migration is
+ * under way: then null, and migrate-status has the dirty rate). */
+static int check_args(const char *command, json_t *args, const char *const *allowed,
+		      struct error *err);
+
+static int cmd_stats(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	struct vm *vm = opaque;
+	static const char *const allowed[] = { NULL };
+	int rc = check_args("stats", args, allowed, err);
+	if (rc)
+		return rc;
+	uint64_t cpu_ns = 0, disk_read = 0, disk_written = 0, rx = 0, tx = 0;
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->num_harts; i++) {
+		clockid_t cid;
+		struct timespec ts;
+		if (vm->harts[i].thread_started &&
+		    pthread_getcpuclockid(vm->harts[i].thread, &cid) == 0 &&
+		    clock_gettime(cid, &ts) == 0)
+			cpu_ns += (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	}
+	for (unsigned i = 0; i < vm->num_virtio; i++) {
+		uint64_t a, b;
+		if (i < vm->config.num_disks) {
+			virtio_blk_io(vm->virtio[i], &a, &b);
+			disk_read += a;
+			disk_written += b;
+		} else {
+			virtio_net_io(vm->virtio[i], &a, &b);
+			rx += a;
+			tx += b;
+		}
+	}
+	bool running = vm->state == VM_RUNNING;
+	pthread_mutex_unlock(&vm->lock);
+	json_t *dirty = json_null();
+	struct error busy = { 0 };
+	if (running && migration_check_idle(vm, "stats", false, &busy) == 0) {
+		uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
+		if (!bitmap)
+			return error_set(err, ENOMEM, "no memory for a dirty bitmap");
+		dirty = json_integer((json_int_t)vm_sync_dirty(vm, bitmap));
+		free(bitmap);
+	}
+	*result = json_pack("{s:I, s:I, s:I, s:I, s:I, s:o, s:I}", "harts_cpu_ns",
+			    (json_int_t)cpu_ns, "disk_read_bytes", (json_int_t)disk_read,
+			    "disk_write_bytes", (json_int_t)disk_written, "net_rx_bytes",
+			    (json_int_t)rx, "net_tx_bytes", (json_int_t)tx, "dirty_pages", dirty,
+			    "page_size", (json_int_t)GUEST_PAGE_SIZE);
+	return *result ? 0 : error_set(err, ENOMEM, "cannot build the stats reply");
 }
 
 static int cmd_pause(void *opaque, json_t *args, json_t **result, struct error *err)
@@ -346,6 +406,7 @@ int vm_api_start(struct vm *vm, const char *path, struct error *err)
 	if (!vm->api)
 		return -(err->code ? err->code : EINVAL);
 	api_server_register(vm->api, "status", cmd_status, vm);
+	api_server_register(vm->api, "stats", cmd_stats, vm);
 	api_server_register(vm->api, "pause", cmd_pause, vm);
 	api_server_register(vm->api, "resume", cmd_resume, vm);
 	api_server_register(vm->api, "stop", cmd_stop, vm);

@@ -166,6 +166,12 @@ def test_create_and_place(cluster):
         cluster.start_echo(k)
     for k in range(VMS):
         cluster.echo[k].wait_connected(timeout=BOOT_S)
+    # The agents measure each VM: its harts' CPU, the memory it writes,
+    # its NIC's traffic (the echo sessions, 10 lines a second each way).
+    vms = wait_for("network traffic measured", lambda: (lambda v: v if all(
+        x["net_bytes_s"] > 0 for x in v.values()) else None)(cl.vms()), 30)
+    for n, v in vms.items():
+        assert v["cpu_milli"] > 0 and v["dirty_bytes_s"] > 0, v
 
 
 def test_bad_input_changes_nothing(cluster):

@@ -79,6 +79,10 @@ struct blk {
 	bool kicked;                    /* the queue may hold new requests */
 	bool busy;                      /* the worker is using the queue */
 
+	/* data bytes the guest read and wrote, for the host agent's load
+	 * figures (virtio_blk_io); relaxed atomics */
+	uint64_t bytes_read, bytes_written;
+
 	/* worker only */
 	unsigned io_errors;
 	struct vq_chain chain;
@@ -343,6 +347,10 @@ static bool handle_request(struct blk *b, struct virtq *q, const struct vq_chain
 		status = VIRTIO_BLK_S_UNSUPP;
 		break;
 	}
+	if (status == VIRTIO_BLK_S_OK && type == VIRTIO_BLK_T_IN)
+		__atomic_fetch_add(&b->bytes_read, written, __ATOMIC_RELAXED);
+	else if (status == VIRTIO_BLK_S_OK && type == VIRTIO_BLK_T_OUT)
+		__atomic_fetch_add(&b->bytes_written, c->readable - REQ_HDR_SIZE, __ATOMIC_RELAXED);
 	/* The status is the last byte of the writable part, wherever the
 	 * driver's buffers put it (VERSION_1 implies any layout). */
 	vq_chain_write(b->ram, c, c->writable - 1, &status, 1);
@@ -711,6 +719,13 @@ void virtio_blk_unlock(struct virtio_mmio *t)
 {
 	struct blk *b = virtio_backend(t);
 	disk_image_unlock(&b->img);
+}
+
+void virtio_blk_io(struct virtio_mmio *t, uint64_t *read, uint64_t *written)
+{
+	struct blk *b = virtio_backend(t);
+	*read = __atomic_load_n(&b->bytes_read, __ATOMIC_RELAXED);
+	*written = __atomic_load_n(&b->bytes_written, __ATOMIC_RELAXED);
 }
 
 struct disk_image *virtio_blk_image(struct virtio_mmio *t)

@@ -91,5 +91,8 @@ void virtio_blk_unlock(struct virtio_mmio *t);
 /* The image behind the device, for a storage migration: the source reads
  * it and tracks its dirty blocks, the destination writes the copy. */
 struct disk_image *virtio_blk_image(struct virtio_mmio *t);
+/* Data bytes the guest has read and written through it (not saved with
+ * the VM: a count of this process's work). */
+void virtio_blk_io(struct virtio_mmio *t, uint64_t *read, uint64_t *written);
 
 #endif

@@ -103,6 +103,9 @@ struct net {
 	bool promisc, allmulti;         /* RX mode set by the driver (5.1.6.5.1) */
 
 	uint16_t status;                /* VIRTIO_NET_S_*, atomic */
+	/* frame bytes received and sent, for the host agent's load figures
+	 * (virtio_net_io); relaxed atomics */
+	uint64_t rx_bytes, tx_bytes;
 
 	/* The I/O thread's while busy; the life-cycle calls' while it is idle. */
 	uint64_t features;              /* negotiated, from activate */
@@ -298,6 +301,7 @@ static int rx_deliver(struct net *n)
 	}
 	put_le16(n->rx_buf + VIRTIO_NET_HDR_NUM_BUFFERS, (uint16_t)n->rx_held);
 	vq_chain_write(n->ram, &n->rx_first, 0, n->rx_buf, n->rx_pieces[0].written);
+	__atomic_fetch_add(&n->rx_bytes, n->rx_len - VIRTIO_NET_HDR_LEN, __ATOMIC_RELAXED);
 	rx_push_all(n);
 	return 1;
 }
@@ -456,6 +460,9 @@ static bool serve_tx(struct net *n)
 			n->tx_blocked = true;
 			break;
 		}
+		if (w >= 0)
+			__atomic_fetch_add(&n->tx_bytes, c->readable - VIRTIO_NET_HDR_LEN,
+					   __ATOMIC_RELAXED);
 		if (w < 0) {
 			n->tx_dropped++;
 			if (worth_logging(n->tx_dropped))
@@ -1021,6 +1028,13 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
 fail:
 	net_free(n);
 	return NULL;
+}
+
+void virtio_net_io(struct virtio_mmio *t, uint64_t *rx, uint64_t *tx)
+{
+	struct net *n = registry_find(t);
+	*rx = n ? __atomic_load_n(&n->rx_bytes, __ATOMIC_RELAXED) : 0;
+	*tx = n ? __atomic_load_n(&n->tx_bytes, __ATOMIC_RELAXED) : 0;
 }
 
 void virtio_net_announce(struct virtio_mmio *t)

@@ -101,6 +101,8 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
  * its VIRTIO_NET_CTRL_ANNOUNCE_ACK clears the bit. Otherwise nothing.
  * `t` must come from virtio_net_create. Thread-safe. */
 void virtio_net_announce(struct virtio_mmio *t);
+/* Frame bytes received and sent (a count of this process's work). */
+void virtio_net_io(struct virtio_mmio *t, uint64_t *rx, uint64_t *tx);
 /* Sends one RARP broadcast with the guest's MAC out of the TAP, so that
  * bridges learn where the guest now is even if its driver cannot announce. */
 int virtio_net_self_announce(struct virtio_mmio *t);
