@@ -13,6 +13,7 @@
 #include "agent/agent.h"
 #include "agent/cluster_view.h"
 #include "agent/rest.h"
+#include "agent/rules.h"
 #include "agent/store.h"
 #include "cluster/etcd.h"
 #include "cluster/balance.h"
@@ -499,6 +500,103 @@ static int consolidate(void *opaque, const struct rest_request *req, json_t **re
 	return rc;
 }
 
+static int get_rules(void *opaque, const struct rest_request *req, json_t **reply,
+		     struct error *err)
+{
+	struct agent *a = opaque;
+	char prefix[128];
+	agent_key(a, prefix, sizeof(prefix), "rules/");
+	struct store_list l;
+	int rc = store_list(a->etcd, prefix, &l, err);
+	if (rc < 0)
+		return rc;
+	json_t *list = json_array();
+	for (size_t i = 0; i < l.n; i++)
+		if (l.items[i].value)
+			json_array_append(list, l.items[i].value);
+	store_list_free(&l);
+	*reply = json_pack("{s:o}", "rules", list);
+	return 0;
+}
+
+/* Creates or replaces a rule, if the cluster can keep it (cl_check_rules
+ * on the cluster as it is, with the rule): a rule no placement can keep
+ * is refused, naming why. VMs that break it now are moved by the
+ * controller. */
+static int put_rule(void *opaque, const struct rest_request *req, json_t **reply,
+		    struct error *err)
+{
+	struct agent *a = opaque;
+	enum cl_rule_kind kind;
+	int rc = rule_check_json(req->body, &kind, err);
+	if (rc < 0)
+		return rc;
+	const char *name = json_string_value(json_object_get(req->body, "name"));
+	struct cluster_view cv;
+	if ((rc = cluster_view_read(a, &cv, err)) < 0)
+		return rc;
+	/* The view with this rule in place of any of the same name. */
+	char key[300], prefix[128];
+	agent_key(a, key, sizeof(key), "rules/%s", name);
+	agent_key(a, prefix, sizeof(prefix), "rules/");
+	struct store_item *items = calloc(cv.rules.n + 1, sizeof(*items));
+	struct store_list with = { .items = items };
+	if (items) {
+		for (size_t i = 0; i < cv.rules.n; i++)
+			if (strcmp(cv.rules.items[i].key, key))
+				items[with.n++] = cv.rules.items[i];      /* borrowed */
+		items[with.n++] = (struct store_item){ .key = key, .value = req->body };
+		free(cv.st.rules);
+		cv.st.rules = NULL;
+		cv.st.n_rules = 0;
+	}
+	if (!items || rules_load(&cv, &with, prefix) < 0) {
+		free(items);
+		cluster_view_free(&cv);
+		return error_set(err, ENOMEM, "out of memory");
+	}
+	free(items);
+	/* Counted by name too: members not created yet need hosts as well. */
+	unsigned usable = 0;
+	for (size_t h = 0; h < cv.st.n_hosts; h++)
+		usable += cv.st.hosts[h].alive && cv.st.hosts[h].schedulable;
+	size_t named = json_array_size(json_object_get(req->body, "vms"));
+	struct cl_policy pol;
+	cl_policy_default(&pol);
+	if (kind == CL_VM_ANTI_AFFINITY && named > usable)
+		rc = error_set(err, EINVAL, "rule '%s' (anti-affinity): %zu VMs must run on different "
+			       "hosts, but only %u hosts are alive and schedulable", name, named,
+			       usable);
+	else
+		rc = cl_check_rules(&cv.st, &pol, err);
+	cluster_view_free(&cv);
+	if (rc < 0)
+		return rc;
+	json_t *rec = json_deep_copy(req->body);
+	rc = rec ? store_put(a->etcd, key, rec, 0, err) : -ENOMEM;
+	json_decref(rec);
+	if (rc < 0)
+		return rc;
+	log_info("ternd %s: rule %s (%s) set", a->cfg.name, name, rule_kind_name(kind));
+	*reply = json_deep_copy(req->body);
+	return 0;
+}
+
+static int delete_rule(void *opaque, const struct rest_request *req, json_t **reply,
+		       struct error *err)
+{
+	struct agent *a = opaque;
+	char key[300];
+	agent_key(a, key, sizeof(key), "rules/%s", req->params[0]);
+	int rc = etcd_delete(a->etcd, key, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return error_set(err, ENOENT, "no rule %s", req->params[0]);
+	*reply = json_pack("{s:s}", "deleted", req->params[0]);
+	return 0;
+}
+
 static int get_decisions(void *opaque, const struct rest_request *req, json_t **reply,
 			 struct error *err)
 {
@@ -566,6 +664,9 @@ int agent_api_register(struct agent *a, struct error *err)
 		{ "GET", "/v1/cluster/balance", balance_now },
 		{ "POST", "/v1/cluster/balance", balance_now },
 		{ "GET", "/v1/cluster/decisions", get_decisions },
+		{ "GET", "/v1/rules", get_rules },
+		{ "POST", "/v1/rules", put_rule },
+		{ "DELETE", "/v1/rules/{}", delete_rule },
 		{ "GET", "/v1/cluster/consolidate", consolidate },
 		{ "POST", "/v1/cluster/consolidate", consolidate },
 		{ "GET", "/v1/cluster/config", config },

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "agent/agent.h"
+#include "agent/rules.h"
 #include "agent/vmproc.h"
 
 static int64_t wall_ms(void)
@@ -64,7 +65,8 @@ int cluster_view_read(struct agent *a, struct cluster_view *cv, struct error *er
 	    (rc = read_list(a, "load", &cv->load, err)) ||
 	    (rc = read_list(a, "cordon", &cv->cordons, err)) ||
 	    (rc = read_list(a, "vms", &cv->vms, err)) ||
-	    (rc = read_list(a, "migrations", &cv->migrations, err))) {
+	    (rc = read_list(a, "migrations", &cv->migrations, err)) ||
+	    (rc = read_list(a, "rules", &cv->rules, err))) {
 		cluster_view_free(cv);
 		return rc;
 	}
@@ -158,6 +160,11 @@ int cluster_view_read(struct agent *a, struct cluster_view *cv, struct error *er
 			cv->vm_net_bytes_s[v] = (uint64_t)json_int64(val, "net_bytes_s");
 		}
 	}
+	agent_key(a, prefix, sizeof(prefix), "rules/");
+	if (rules_load(cv, &cv->rules, prefix) < 0) {
+		cluster_view_free(cv);
+		return error_set(err, ENOMEM, "out of memory");
+	}
 	cv->st.now_ms = wall_ms();
 	for (size_t v = 0; v < cv->st.n_vms; v++) {
 		cv->st.migrations_in_flight += cv->vm_migrating[v];
@@ -172,6 +179,7 @@ void cluster_view_free(struct cluster_view *cv)
 {
 	free(cv->st.hosts);
 	free(cv->st.vms);
+	free(cv->st.rules);
 	free(cv->host_lease);
 	free(cv->host_api);
 	free(cv->host_ip);
@@ -186,5 +194,6 @@ void cluster_view_free(struct cluster_view *cv)
 	store_list_free(&cv->cordons);
 	store_list_free(&cv->vms);
 	store_list_free(&cv->migrations);
+	store_list_free(&cv->rules);
 	memset(cv, 0, sizeof(*cv));
 }

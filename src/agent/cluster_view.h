@@ -21,7 +21,7 @@ struct cluster_view {
 	char (*vm_owner_state)[16];
 	bool *vm_migrating;           /* a migration record exists */
 	uint64_t *vm_disk_bytes_s, *vm_net_bytes_s;   /* measured by its agent */
-	struct store_list hosts, load, cordons, vms, migrations;
+	struct store_list hosts, load, cordons, vms, migrations, rules;
 };
 
 /* Hosts registered (alive by definition: their record lives on their

@@ -219,6 +219,41 @@ static void drain_cordoned(struct agent *a, struct cluster_view *cv, const struc
 	}
 }
 
+/* A VM that breaks a rule where it runs (a rule made after it was
+ * placed) goes where cl_place, which keeps every rule, puts it: one move
+ * a round, within the concurrency cap. */
+static void enforce_rules(struct agent *a, struct cluster_view *cv, const struct cl_policy *pol)
+{
+	if (!cv->st.n_rules || cv->st.migrations_in_flight >= pol->max_concurrent)
+		return;
+	struct cl_layout l;
+	struct error err = { 0 };
+	if (cl_layout_init(&l, &cv->st, &err) < 0)
+		return;
+	for (size_t v = 0; v < cv->st.n_vms; v++) {
+		int h = cv->st.vms[v].host;
+		char why[200];
+		if (h < 0 || cv->vm_migrating[v] ||
+		    cl_layout_check(&l, pol, (int)v, h, CL_CHECK_SEPARATION | CL_CHECK_AFFINITY, why,
+				    sizeof(why)))
+			continue;
+		struct cl_decision d;
+		if (cl_place(&cv->st, pol, (int)v, &d, &err) < 0 || d.to == h) {
+			if (a->controller_round % 20 == 1)
+				log_decision(a, cv->st.vms[v].name, why);
+			continue;
+		}
+		d.kind = CL_MOVE;
+		d.from = h;
+		char reason[300];
+		snprintf(reason, sizeof(reason), "a rule is broken on %s (%s)", cv->st.hosts[h].name,
+			 why);
+		agent_order_move(a, cv, &d, reason);
+		break;
+	}
+	cl_layout_free(&l);
+}
+
 static void balance(struct agent *a, struct cluster_view *cv, const struct cl_policy *pol)
 {
 	struct cl_plan plan = { 0 };
@@ -255,6 +290,7 @@ void *agent_controller_main(void *arg)
 					cl_policy_default(&pol);
 					place_unowned(a, &cv);
 					drain_cordoned(a, &cv, &pol);
+					enforce_rules(a, &cv, &pol);
 					if (a->controller_round % BALANCE_EVERY_ROUNDS == 0 &&
 					    balance_enabled(a))
 						balance(a, &cv, &pol);

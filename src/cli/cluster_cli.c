@@ -31,6 +31,7 @@ struct cli {
 	const char *to;
 	const char *spec_file;
 	const char *name, *kernel, *initrd, *cmdline, *disk, *tap, *mac;
+	const char *kind, *vms, *hosts;         /* tern rule create */
 	long memory_mib, cpus;
 	int argc;
 	char **argv;                 /* the positional arguments */
@@ -51,7 +52,8 @@ static int read_small_file(const char *path, char *out, size_t size)
 static int parse(struct cli *c, int argc, char **argv)
 {
 	enum { O_AGENT = 1, O_TOKEN, O_JSON, O_DRY, O_TO, O_SPEC, O_KERNEL, O_INITRD, O_CMDLINE,
-	       O_MEMORY, O_CPUS, O_DISK, O_TAP, O_MAC, O_ENABLE, O_DISABLE };
+	       O_MEMORY, O_CPUS, O_DISK, O_TAP, O_MAC, O_ENABLE, O_DISABLE, O_KIND, O_VMS,
+	       O_HOSTS };
 	static const struct option options[] = {
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -69,6 +71,9 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ "mac", required_argument, NULL, O_MAC },
 		{ "enable", no_argument, NULL, O_ENABLE },
 		{ "disable", no_argument, NULL, O_DISABLE },
+		{ "kind", required_argument, NULL, O_KIND },
+		{ "vms", required_argument, NULL, O_VMS },
+		{ "hosts", required_argument, NULL, O_HOSTS },
 		{ 0 },
 	};
 	c->auto_balance = -1;
@@ -94,6 +99,9 @@ static int parse(struct cli *c, int argc, char **argv)
 		case O_MAC: c->mac = optarg; break;
 		case O_ENABLE: c->auto_balance = 1; break;
 		case O_DISABLE: c->auto_balance = 0; break;
+		case O_KIND: c->kind = optarg; break;
+		case O_VMS: c->vms = optarg; break;
+		case O_HOSTS: c->hosts = optarg; break;
 		case O_MEMORY:
 		case O_CPUS: {
 			long v = strtol(optarg, &end, 10);
@@ -365,6 +373,79 @@ int cmd_cluster_vm(int argc, char **argv)
 	}
 	fprintf(stderr, "tern: unknown command \"vm %s\"\n", sub);
 	return EXIT_USAGE;
+}
+
+/* "a,b,c" as a JSON list of strings. */
+static json_t *name_list(const char *text)
+{
+	json_t *list = json_array();
+	char *copy = strdup(text), *save = NULL;
+	if (!list || !copy) {
+		free(copy);
+		json_decref(list);
+		return NULL;
+	}
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		json_array_append_new(list, json_string(t));
+	free(copy);
+	return list;
+}
+
+int cmd_rule(int argc, char **argv)
+{
+	struct cli c = { 0 };
+	if (argc < 2) {
+		fprintf(stderr, "tern: rule list | create NAME --kind KIND --vms A,B [--hosts H] | "
+			"delete NAME\n");
+		return EXIT_USAGE;
+	}
+	const char *sub = argv[1];
+	int rc = parse(&c, argc - 1, argv + 1);
+	if (rc)
+		return rc;
+	json_t *r;
+	if (!strcmp(sub, "list")) {
+		if (request(&c, "GET", "/v1/rules", NULL, &r))
+			return EXIT_ERROR;
+		if (!c.json) {
+			size_t i;
+			json_t *x;
+			json_array_foreach(json_object_get(r, "rules"), i, x) {
+				char *vms = json_dumps(json_object_get(x, "vms"), JSON_COMPACT);
+				char *hosts = json_dumps(json_object_get(x, "hosts"), JSON_COMPACT);
+				printf("%-20s %-20s vms %s%s%s\n", str(x, "name"), str(x, "kind"),
+				       vms ? vms : "[]", hosts ? "  hosts " : "", hosts ? hosts : "");
+				free(vms);
+				free(hosts);
+			}
+		}
+		return print_result(&c, r, "%s", "");
+	}
+	if ((rc = one_name(&c, sub)))
+		return rc;
+	if (!strcmp(sub, "delete")) {
+		char path[200];
+		snprintf(path, sizeof(path), "/v1/rules/%s", c.name);
+		if (request(&c, "DELETE", path, NULL, &r))
+			return EXIT_ERROR;
+		return print_result(&c, r, "rule %s deleted\n", c.name);
+	}
+	if (strcmp(sub, "create")) {
+		fprintf(stderr, "tern: unknown command \"rule %s\"\n", sub);
+		return EXIT_USAGE;
+	}
+	if (!c.kind || !c.vms) {
+		fprintf(stderr, "tern: rule create NAME --kind affinity|anti-affinity|host-affinity|"
+			"host-anti-affinity --vms A,B [--hosts H1,H2]\n");
+		return EXIT_USAGE;
+	}
+	json_t *body = json_pack("{s:s, s:s, s:o}", "name", c.name, "kind", c.kind, "vms",
+				 name_list(c.vms));
+	if (body && c.hosts)
+		json_object_set_new(body, "hosts", name_list(c.hosts));
+	if (!body || request(&c, "POST", "/v1/rules", body, &r))
+		return EXIT_ERROR;
+	return print_result(&c, r, "rule %s set\n", c.name);
 }
 
 int cmd_cluster(int argc, char **argv)

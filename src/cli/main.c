@@ -61,6 +61,10 @@ static void usage(FILE *out)
 		"       tern vm create NAME --kernel IMAGE [--initrd FILE] [--cmdline TEXT]\n"
 		"                       [--memory-mib N] [--cpus N] [--disk PATH] | --spec FILE\n"
 		"       tern vm migrate NAME --to HOST\n"
+		"       tern rule list | delete NAME\n"
+		"       tern rule create NAME --kind affinity|anti-affinity --vms A,B,...\n"
+		"       tern rule create NAME --kind host-affinity|host-anti-affinity --vms A,...\n"
+		"                       --hosts H1,...\n"
 		"\n"
 		"vm run options:\n"
 		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"
@@ -772,6 +776,8 @@ int main(int argc, char **argv)
 		return cmd_host(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cluster"))
 		return cmd_cluster(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rule"))
+		return cmd_rule(argc - 1, argv + 1);
 	if (strcmp(argv[1], "vm") != 0 || argc < 3)
 		return usage_error("unknown command \"%s\"", argv[1]);
 	const char *sub = argv[2];

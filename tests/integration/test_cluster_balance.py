@@ -151,3 +151,52 @@ def test_consolidation_packs_and_names_hosts_to_power_off(cl):
         summary = e.stop()
         assert summary["ok"] and summary["unanswered"] == 0 and summary["errors"] == 0, summary
     cl.echo = []
+
+
+def test_rules_move_vms_and_impossible_rules_are_refused(cl):
+    """Rules made after placement are kept by moving VMs; a rule no
+    placement could keep is refused, naming why, and nothing changes."""
+    before = cl.vms()
+    bad = [
+        ({"name": "four", "kind": "anti-affinity", "vms": NAMES + ["other"]}, "only 3 hosts"),
+        ({"name": "odd", "kind": "near", "vms": NAMES[:2]}, "kind"),
+        ({"name": "lonely", "kind": "affinity", "vms": NAMES[:1]}, "two"),
+        ({"name": "nowhere", "kind": "host-affinity", "vms": NAMES[:1]}, "hosts"),
+        ({"name": "Bad Name", "kind": "affinity", "vms": NAMES[:2]}, "name"),
+        ({"name": "x", "kind": "affinity", "vms": NAMES[:2], "colour": 1}, "no field"),
+    ]
+    for rule, words in bad:
+        status, reply = cl.call(0, "POST", "/v1/rules", rule)
+        assert status == 400 and words in reply["error"], (rule, status, reply)
+    assert cl.ok(0, "GET", "/v1/rules")["rules"] == []
+
+    tern_cli(cl, "rule", "create", "apart", "--kind", "anti-affinity", "--vms",
+             f"{NAMES[0]},{NAMES[1]}")
+    tern_cli(cl, "rule", "create", "pin", "--kind", "host-affinity", "--vms", NAMES[2],
+             "--hosts", "h2")
+    # A rule that contradicts one in force.
+    status, reply = cl.call(1, "POST", "/v1/rules", {"name": "together", "kind": "affinity",
+                                                     "vms": NAMES[:2]})
+    assert status == 400 and "contradict" in reply["error"], reply
+    vms = wait_for("the rules kept", lambda: (lambda v: v if v[NAMES[0]]["host"] !=
+                                              v[NAMES[1]]["host"] and v[NAMES[2]]["host"] ==
+                                              "h2" and all(x["state"] == "running"
+                                                           for x in v.values()) else None)(
+        cl.vms()), 120)
+    print(f"\nrules kept: { {n: v['host'] for n, v in vms.items()} } "
+          f"(before: { {n: v['host'] for n, v in before.items()} })")
+    check_exactly_once(cl, NAMES)
+    decisions = cl.ok(0, "GET", "/v1/cluster/decisions")["decisions"]
+    assert any("rule is broken" in d["reason"] for d in decisions), decisions[-5:]
+    out = tern_cli(cl, "rule", "list").stdout
+    assert "apart" in out and "anti-affinity" in out and "pin" in out, out
+    # Consolidation keeps them too.
+    plan = cl.ok(0, "GET", "/v1/cluster/consolidate")
+    after = {n: v["host"] for n, v in vms.items()}
+    for m in plan["moves"]:
+        after[m["vm"]] = m["to"]
+    assert after[NAMES[0]] != after[NAMES[1]] and after[NAMES[2]] == "h2", plan
+    tern_cli(cl, "rule", "delete", "pin")
+    status, reply = cl.call(0, "DELETE", "/v1/rules/pin")
+    assert status == 404 and "no rule pin" in reply["error"], reply
+    assert [r["name"] for r in cl.ok(0, "GET", "/v1/rules")["rules"]] == ["apart"]
