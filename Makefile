@@ -105,7 +105,7 @@ unit: $(UNIT_BINS)
 guest:
 	GUEST_DIR=$(GUEST_DIR) bash guest/build.sh
 
-integration: build/tern build/ternd build-asan/tern build-asan/ternd
+integration: build/tern build/ternd build/tern-sim build-asan/tern build-asan/ternd
 	TERN_BIN=$(CURDIR)/build/tern TERN_ASAN_BIN=$(CURDIR)/build-asan/tern GUEST_DIR=$(GUEST_DIR) \
 	  /usr/bin/python3 -m pytest -v tests/integration
 
