@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/http_client.h"
@@ -513,9 +514,15 @@ int cmd_cluster(int argc, char **argv)
 		if (!c.json) {
 			size_t i;
 			json_t *d;
-			json_array_foreach(json_object_get(r, "decisions"), i, d)
-				printf("%lld %s: %s: %s\n", num(d, "at_ms"), str(d, "controller"),
-				       str(d, "what"), str(d, "reason"));
+			json_array_foreach(json_object_get(r, "decisions"), i, d) {
+				time_t t = (time_t)(num(d, "at_ms") / 1000);
+				struct tm tm;
+				char when[32] = "?";
+				if (localtime_r(&t, &tm))
+					strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+				printf("%s.%03lld %s: %s: %s\n", when, num(d, "at_ms") % 1000,
+				       str(d, "controller"), str(d, "what"), str(d, "reason"));
+			}
 		}
 		return print_result(&c, r, "%s", "");
 	}
