@@ -500,12 +500,12 @@ static int consolidate(void *opaque, const struct rest_request *req, json_t **re
 	return rc;
 }
 
-static int get_rules(void *opaque, const struct rest_request *req, json_t **reply,
-		     struct error *err)
+/* {field: [the JSON records under prefix/what/, in key order]} */
+static int list_records(struct agent *a, const char *what, const char *field, json_t **reply,
+			struct error *err)
 {
-	struct agent *a = opaque;
 	char prefix[128];
-	agent_key(a, prefix, sizeof(prefix), "rules/");
+	agent_key(a, prefix, sizeof(prefix), "%s/", what);
 	struct store_list l;
 	int rc = store_list(a->etcd, prefix, &l, err);
 	if (rc < 0)
@@ -515,8 +515,14 @@ static int get_rules(void *opaque, const struct rest_request *req, json_t **repl
 		if (l.items[i].value)
 			json_array_append(list, l.items[i].value);
 	store_list_free(&l);
-	*reply = json_pack("{s:o}", "rules", list);
-	return 0;
+	*reply = json_pack("{s:o}", field, list);
+	return *reply ? 0 : error_set(err, ENOMEM, "out of memory");
+}
+
+static int get_rules(void *opaque, const struct rest_request *req, json_t **reply,
+		     struct error *err)
+{
+	return list_records(opaque, "rules", "rules", reply, err);
 }
 
 /* Creates or replaces a rule, if the cluster can keep it (cl_check_rules
@@ -600,20 +606,7 @@ static int delete_rule(void *opaque, const struct rest_request *req, json_t **re
 static int get_decisions(void *opaque, const struct rest_request *req, json_t **reply,
 			 struct error *err)
 {
-	struct agent *a = opaque;
-	char prefix[128];
-	agent_key(a, prefix, sizeof(prefix), "decisions/");
-	struct store_list l;
-	int rc = store_list(a->etcd, prefix, &l, err);
-	if (rc < 0)
-		return rc;
-	json_t *list = json_array();
-	for (size_t i = 0; i < l.n; i++)
-		if (l.items[i].value)
-			json_array_append(list, l.items[i].value);
-	store_list_free(&l);
-	*reply = json_pack("{s:o}", "decisions", list);
-	return 0;
+	return list_records(opaque, "decisions", "decisions", reply, err);
 }
 
 static int config(void *opaque, const struct rest_request *req, json_t **reply,

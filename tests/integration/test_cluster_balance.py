@@ -1,11 +1,12 @@
 """Load balancing and consolidation on the lab (docs/cluster.md), with a
-real etcd: three hosts; three guests that each keep a hart busy (the
-guest's tern.busy) start on one host, the other two being drained
-meanwhile; once those come back, the controller's automatic balancing
-moves VMs live until the CPU imbalance is under its threshold, every
-guest's TCP echo session unbroken, and then leaves them alone
-(hysteresis). Consolidation then packs the VMs onto as few hosts as fit
-and names the hosts that could be powered off.
+real etcd: three hosts, six VMs. Three idle guests are placed, then two
+hosts are drained (their guests move live to the third) and three guests
+that each keep a hart busy (the guest's tern.busy) start there too; once
+the drained hosts come back, the controller's automatic balancing moves
+VMs live until the CPU imbalance is under its threshold, every guest's
+TCP echo session unbroken, and then leaves them alone (hysteresis).
+Consolidation then packs the VMs onto as few hosts as fit and names the
+hosts that could be powered off; rules made afterwards move VMs again.
 
 Also: draining the last schedulable host is refused; the balancing plan
 can be read without acting on it (--dry-run); every decision is recorded
@@ -31,14 +32,23 @@ ECHO_PORT = 7000
 TERND = os.environ.get("TERND_BIN", str(REPO / "build" / "ternd"))
 THRESHOLD = 0.10             # cl_policy_default's imbalance_threshold
 NAMES = ["busy0", "busy1", "busy2"]
+CALM = ["calm0", "calm1", "calm2"]
+ALL = NAMES + CALM
 
 
 def spec(k):
-    return {"name": NAMES[k], "memory_mib": 256, "cpus": 1, "kernel": str(KERNEL),
+    """VM k of ALL: the first three busy, the others idle."""
+    busy = k < len(NAMES)
+    return {"name": ALL[k], "memory_mib": 256, "cpus": 1, "kernel": str(KERNEL),
             "initrd": str(INITRD),
-            "cmdline": f"console=ttyS0 tern.ip=10.90.0.{40 + k}/24 tern.echoctr={ECHO_PORT} "
-                       "tern.busy=1",
+            "cmdline": f"console=ttyS0 tern.ip=10.90.0.{40 + k}/24 tern.echoctr={ECHO_PORT}"
+                       + (" tern.busy=1" if busy else ""),
             "tap": f"tlb{k}", "mac": f"52:54:00:c2:00:{k:02x}"}
+
+
+def all_running(cl, names):
+    v = cl.vms()
+    return v if all(v.get(n, {}).get("state") == "running" for n in names) else None
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,7 @@ def cl(tmp_path_factory):
     guest_images()
     work = tmp_path_factory.mktemp("balance")
     c = ClusterLab(HOSTS, work, name=f"b{os.getpid() % 10000}", lease_ttl=4, ternd=TERND,
-                   tern=TERN, memory_mib=1024, cpu_milli=3000, balance=False)
+                   tern=TERN, memory_mib=2048, cpu_milli=3000, balance=False)
     c.echo = []
     try:
         yield c
@@ -59,20 +69,25 @@ def cl(tmp_path_factory):
         c.close()
 
 
-def test_busy_vms_start_on_one_host(cl):
+def test_six_vms_then_the_load_on_one_host(cl):
+    for k in range(len(NAMES), len(ALL)):
+        status, reply = cl.call(k % HOSTS, "POST", "/v1/vms", spec(k))
+        assert status == 200, reply
+    wait_for("the idle VMs running", lambda: all_running(cl, CALM), 180)
+    # Two hosts drained: their VMs move, live, to the third.
     for h in ("h1", "h2"):
         tern_cli(cl, "host", "drain", h)
     # h0 is the last schedulable host: it cannot be drained.
     status, reply = cl.call(0, "POST", "/v1/hosts/h0/drain")
     assert status == 409 and "last" in reply["error"], reply
     assert cl.hosts()["h0"]["schedulable"] is True
-    for k in range(3):
+    for k in range(len(NAMES)):
         status, reply = cl.call(0, "POST", "/v1/vms", spec(k))
         assert status == 200, reply
-    vms = wait_for("three running VMs", lambda: (lambda v: v if len(v) == 3 and all(
-        x["state"] == "running" for x in v.values()) else None)(cl.vms()), 180)
-    assert {v["host"] for v in vms.values()} == {"h0"}, vms
-    for k in range(3):
+    vms = wait_for("six VMs running on h0", lambda: (lambda v: v if v and all(
+        x["host"] == "h0" for x in v.values()) else None)(all_running(cl, ALL)), 180)
+    assert len(vms) == 6, vms
+    for k in range(len(ALL)):
         e = EchoClient(cl.lab.client, f"10.90.0.{40 + k}", ECHO_PORT, interval_ms=100)
         e.start()
         cl.echo.append(e)
@@ -107,20 +122,23 @@ def test_automatic_balancing_spreads_the_load(cl):
     tern_cli(cl, "cluster", "balance", "--enable")
     t0 = time.monotonic()
     vms = wait_for("the busy VMs spread over the hosts",
-                   lambda: (lambda v: v if len({x["host"] for x in v.values()}) == 3 and all(
-                       x["state"] == "running" for x in v.values()) else None)(cl.vms()), 180)
+                   lambda: (lambda v: v if v and len({v[n]["host"] for n in NAMES}) == 3
+                            else None)(all_running(cl, ALL)), 180)
     print(f"\nspread after {time.monotonic() - t0:.1f} s: "
           f"{ {n: v['host'] for n, v in vms.items()} }")
-    check_exactly_once(cl, NAMES)
+    check_exactly_once(cl, ALL)
     imbalance = wait_for("the imbalance under the threshold",
                          lambda: (lambda i: i if i < THRESHOLD else None)(
-                             cl.ok(0, "GET", "/v1/hosts")["imbalance"] + 1e-9), 30)
+                             cl.ok(0, "GET", "/v1/hosts")["imbalance"] + 1e-9), 60)
     print(f"imbalance now {imbalance:.3f}")
     decisions = cl.ok(1, "GET", "/v1/cluster/decisions")["decisions"]
-    moves = [d for d in decisions if d["what"].startswith("move ")]
+    # The drains' moves are there too, with their own reason.
+    assert any(d["reason"].startswith("draining h1") for d in decisions), decisions
+    moves = [d for d in decisions
+             if d["what"].startswith("move ") and d["reason"].startswith("balancing")]
     assert len(moves) >= 2, decisions
     for d in moves:
-        assert "balancing" in d["reason"] and "imbalance" in d["reason"], d
+        assert "imbalance" in d["reason"] and "cost" in d["reason"], d
     # Hysteresis: balanced, nothing moves again.
     revs = {n: v["owner_revision"] for n, v in cl.vms().items()}
     time.sleep(12)
@@ -132,8 +150,9 @@ def test_automatic_balancing_spreads_the_load(cl):
 def test_consolidation_packs_and_names_hosts_to_power_off(cl):
     tern_cli(cl, "cluster", "balance", "--disable")
     plan = json.loads(tern_cli(cl, "cluster", "consolidate", "--dry-run", "--json").stdout)
-    # Memory allows all three on one host (768 of 1024 MiB, 10% headroom);
-    # CPU (at most 1000 mcpu each, 2700 of 3000 usable) allows two at least.
+    # Memory allows all six on one host (1536 of 2048 MiB, 10% headroom);
+    # CPU (at most 1000 mcpu a busy guest, 2700 of 3000 usable) two busy
+    # ones at least.
     assert plan["hosts_before"] == 3 and plan["hosts_after"] <= 2, plan
     assert plan["moves"] and plan["power_off"], plan
     out = json.loads(tern_cli(cl, "cluster", "consolidate", "--json").stdout)
@@ -146,7 +165,7 @@ def test_consolidation_packs_and_names_hosts_to_power_off(cl):
     for h in off:
         assert hosts[h]["vms"] == [], hosts[h]
     print(f"\nconsolidated: {out['summary']}; could power off {off}")
-    check_exactly_once(cl, NAMES)
+    check_exactly_once(cl, ALL)
     for e in cl.echo:
         summary = e.stop()
         assert summary["ok"] and summary["unanswered"] == 0 and summary["errors"] == 0, summary
@@ -178,14 +197,12 @@ def test_rules_move_vms_and_impossible_rules_are_refused(cl):
     status, reply = cl.call(1, "POST", "/v1/rules", {"name": "together", "kind": "affinity",
                                                      "vms": NAMES[:2]})
     assert status == 400 and "contradict" in reply["error"], reply
-    vms = wait_for("the rules kept", lambda: (lambda v: v if v[NAMES[0]]["host"] !=
+    vms = wait_for("the rules kept", lambda: (lambda v: v if v and v[NAMES[0]]["host"] !=
                                               v[NAMES[1]]["host"] and v[NAMES[2]]["host"] ==
-                                              "h2" and all(x["state"] == "running"
-                                                           for x in v.values()) else None)(
-        cl.vms()), 120)
+                                              "h2" else None)(all_running(cl, ALL)), 120)
     print(f"\nrules kept: { {n: v['host'] for n, v in vms.items()} } "
           f"(before: { {n: v['host'] for n, v in before.items()} })")
-    check_exactly_once(cl, NAMES)
+    check_exactly_once(cl, ALL)
     decisions = cl.ok(0, "GET", "/v1/cluster/decisions")["decisions"]
     assert any("rule is broken" in d["reason"] for d in decisions), decisions[-5:]
     out = tern_cli(cl, "rule", "list").stdout
