@@ -699,7 +699,7 @@ static void *serve(void *arg)
 int api_server_start(struct api_server *srv, struct error *err)
 {
 	if (srv->started)
-		return error_set(err, EALREADY, "the API server is already running");
+		return 0;       /* a replica serves before its VM runs (replica.h) */
 	/* The serving thread takes no signals: they belong to the thread the
 	 * VM dedicates to them, and would only interrupt poll() here. */
 	sigset_t all, old;

@@ -25,7 +25,8 @@ typedef int (*api_handler_fn)(void *opaque, json_t *args, json_t **result, struc
 struct api_server *api_server_create(const char *path, struct error *err);
 int api_server_register(struct api_server *srv, const char *command, api_handler_fn fn,
 			void *opaque);
-/* Serves in a background thread until api_server_destroy(). */
+/* Serves in a background thread until api_server_destroy(); once started,
+ * later calls do nothing. */
 int api_server_start(struct api_server *srv, struct error *err);
 void api_server_destroy(struct api_server *srv);
 

@@ -22,6 +22,7 @@
 #include "devices/virtio/net.h"
 #include "machine/vm.h"
 #include "migration/incoming.h"
+#include "migration/replica.h"
 #include "migration/tls.h"
 #include "sandbox/seccomp.h"
 #include "migration/snapshot.h"
@@ -33,6 +34,8 @@ static void usage(FILE *out)
 		"usage: tern vm run --kernel IMAGE [options]\n"
 		"       tern vm run --restore FILE [options]\n"
 		"       tern vm run --incoming tcp:ADDR:PORT [options]\n"
+		"       tern vm run --replica tcp:ADDR:PORT [options]   (a standby: keeps a paused\n"
+		"                       replica of a replicated VM until failover)\n"
 		"       tern vm status|pause|resume|stop --api-socket PATH\n"
 		"       tern vm resume --force --api-socket PATH   (after a migration whose\n"
 		"                       outcome is unknown, once the destination is known dead)\n"
@@ -250,7 +253,7 @@ static int cmd_vm_run(int argc, char **argv)
 {
 	enum { OPT_KERNEL = 1, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_CONSOLE,
 	       OPT_SERIAL1, OPT_API, OPT_LOG, OPT_HELP, OPT_DISK, OPT_NET, OPT_RESTORE,
-	       OPT_INCOMING, OPT_TLS_DIR, OPT_TLS_ALLOW, OPT_NO_TLS, OPT_NO_SECCOMP };
+	       OPT_INCOMING, OPT_TLS_DIR, OPT_TLS_ALLOW, OPT_NO_TLS, OPT_NO_SECCOMP, OPT_REPLICA };
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -266,6 +269,7 @@ static int cmd_vm_run(int argc, char **argv)
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ "incoming", required_argument, NULL, OPT_INCOMING },
+		{ "replica", required_argument, NULL, OPT_REPLICA },
 		{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
 		{ "tls-allow", required_argument, NULL, OPT_TLS_ALLOW },
 		{ "no-tls", no_argument, NULL, OPT_NO_TLS },
@@ -273,6 +277,7 @@ static int cmd_vm_run(int argc, char **argv)
 		{ 0 },
 	};
 	const char *restore = NULL, *incoming = NULL, *tls_dir = NULL, *tls_allow = NULL;
+	const char *replica = NULL;
 	bool no_tls = false, no_seccomp = false;
 	bool memory_given = false, cpus_given = false;
 	struct vm_config cfg = { .memory = 256ull << 20, .cpus = 1, .console = "stdio" };
@@ -307,6 +312,7 @@ static int cmd_vm_run(int argc, char **argv)
 			return 0;
 		case OPT_RESTORE: restore = optarg; break;
 		case OPT_INCOMING: incoming = optarg; break;
+		case OPT_REPLICA: replica = optarg; break;
 		case OPT_TLS_DIR: tls_dir = optarg; break;
 		case OPT_TLS_ALLOW: tls_allow = optarg; break;
 		case OPT_NO_TLS: no_tls = true; break;
@@ -337,7 +343,7 @@ static int cmd_vm_run(int argc, char **argv)
 				   "not apply");
 	/* Given credentials are checked now; a destination needs them anyway.
 	 * A VM that may never migrate loads the default ones when it does. */
-	if (tls_dir || tls_allow || no_tls || incoming) {
+	if (tls_dir || tls_allow || no_tls || incoming || replica) {
 		struct mig_tls_options o = { .dir = tls_dir, .allow = tls_allow,
 					     .plaintext = no_tls };
 		struct error terr = { 0 };
@@ -354,6 +360,14 @@ static int cmd_vm_run(int argc, char **argv)
 			fprintf(stderr, "tern: %s (--no-seccomp runs without the filter)\n", serr.msg);
 			return VM_EXIT_ERROR;
 		}
+	}
+	if (replica) {
+		if (restore || incoming || cfg.kernel || cfg.initrd || cfg.cmdline || memory_given ||
+		    cpus_given)
+			return usage_error("--replica receives a replicated VM: --restore, --incoming, "
+					   "--kernel, --initrd, --cmdline, --memory and --cpus do not "
+					   "apply");
+		return replica_standby(&cfg, replica);
 	}
 	if (incoming) {
 		if (restore || cfg.kernel || cfg.initrd || cfg.cmdline)

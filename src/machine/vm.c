@@ -19,6 +19,7 @@
 #include "devices/virtio/virtio.h"
 #include "machine/console.h"
 #include "migration/outgoing.h"
+#include "migration/replica.h"
 #include "util/log.h"
 
 int64_t monotonic_ns(void)
@@ -496,6 +497,7 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	migration_destroy(vm);
+	replica_destroy(vm);
 	if (vm->api)
 		api_server_destroy(vm->api);
 	for (unsigned i = 0; i < 2; i++) {

@@ -104,6 +104,7 @@ struct vm {
 	struct virtio_mmio *virtio[MEMMAP_VIRTIO_COUNT];
 	unsigned num_virtio;         /* disks first, then network cards */
 	struct migration *migration; /* outgoing migration, if one was started */
+	struct replication *replication; /* disaster-recovery replication (replica.h) */
 	struct cpu_env cpu_env;
 	struct hart harts[VM_MAX_CPUS];
 	unsigned num_harts;
@@ -190,6 +191,7 @@ void vm_start_paused(struct vm *vm);
 /* After the VM arrived: RARP from each TAP and the guest's own announce. */
 void vm_announce(struct vm *vm);
 struct migration;
+struct replication;
 
 /* vm_api.c: creates the API socket and registers the VM's commands;
  * vm_run() starts serving it once the VM runs. */

@@ -13,6 +13,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "migration/outgoing.h"
+#include "migration/replica.h"
 #include "migration/snapshot.h"
 
 static int cmd_status(void *opaque, json_t *args, json_t **result, struct error *err)
@@ -81,7 +82,7 @@ static int cmd_stats(void *opaque, json_t *args, json_t **result, struct error *
 	pthread_mutex_unlock(&vm->lock);
 	json_t *dirty = json_null();
 	struct error busy = { 0 };
-	if (running && migration_check_idle(vm, "stats", false, &busy) == 0) {
+	if (running && !replica_active(vm) && migration_check_idle(vm, "stats", false, &busy) == 0) {
 		uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
 		if (!bitmap)
 			return error_set(err, ENOMEM, "no memory for a dirty bitmap");
@@ -334,6 +335,9 @@ static int cmd_migrate(void *opaque, json_t *args, json_t **result, struct error
 			 mig_strategy_parse(json_string_value(strategy), &p.strategy) < 0))
 		return error_set(err, EINVAL, "migrate: \"strategy\" must be \"auto\", \"precopy\", "
 				 "\"auto-converge\", \"postcopy\" or \"hybrid\"");
+	if (replica_active(opaque))
+		return error_set(err, EBUSY, "migrate: the VM is being replicated (replicate-stop "
+				 "first): both would take its dirty map");
 	rc = migration_start(opaque, json_string_value(to), &p, err);
 	if (rc)
 		return rc;
@@ -400,6 +404,70 @@ static int cmd_migrate_continue(void *opaque, json_t *args, json_t **result, str
 	return 0;
 }
 
+static json_t *replica_json(const struct replica_stats *st)
+{
+	return json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}",
+			 "phase", st->phase, "to", st->to, "epoch_ms", (int)st->params.epoch_ms,
+			 "rpo_ms", (int)st->params.rpo_ms, "epoch", (json_int_t)st->epochs_acked,
+			 "lag_ms", (json_int_t)st->lag_ms, "rpo_met", st->rpo_met,
+			 "bytes_last_epoch", (json_int_t)st->bytes_last_epoch,
+			 "pages_last_epoch", (json_int_t)st->pages_last_epoch,
+			 "bytes_total", (json_int_t)st->bytes_total,
+			 "pause_us_last", (json_int_t)st->pause_us_last,
+			 "pause_us_max", (json_int_t)st->pause_us_max, "bulk_ms",
+			 (json_int_t)st->bulk_ms, "error", st->error[0] ? st->error : NULL);
+}
+
+/* replicate {"to": "tcp:HOST:PORT", "epoch_ms": 1000, "rpo_ms": epoch_ms} */
+static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { "to", "epoch_ms", "rpo_ms", NULL };
+	int rc = check_args("replicate", args, allowed, err);
+	if (rc)
+		return rc;
+	json_t *to = json_object_get(args, "to");
+	if (!json_is_string(to))
+		return error_set(err, EINVAL, "replicate needs \"to\": \"tcp:HOST:PORT\"");
+	int64_t epoch_ms, rpo_ms;
+	if ((rc = int_arg("replicate", args, "epoch_ms", 3600000, &epoch_ms, err)) ||
+	    (rc = int_arg("replicate", args, "rpo_ms", 86400000, &rpo_ms, err)))
+		return rc;
+	struct replica_params p = { .epoch_ms = epoch_ms >= 0 ? (uint32_t)epoch_ms : 1000 };
+	p.rpo_ms = rpo_ms >= 0 ? (uint32_t)rpo_ms : p.epoch_ms;
+	if ((rc = replica_start(opaque, json_string_value(to), &p, err)))
+		return rc;
+	struct replica_stats st;
+	replica_status(opaque, &st);
+	*result = replica_json(&st);
+	return 0;
+}
+
+static int cmd_replicate_status(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { NULL };
+	int rc = check_args("replicate-status", args, allowed, err);
+	if (rc)
+		return rc;
+	struct replica_stats st;
+	replica_status(opaque, &st);
+	*result = replica_json(&st);
+	return 0;
+}
+
+static int cmd_replicate_stop(void *opaque, json_t *args, json_t **result, struct error *err)
+{
+	static const char *const allowed[] = { NULL };
+	int rc = check_args("replicate-stop", args, allowed, err);
+	if (!rc)
+		rc = replica_stop(opaque, err);
+	if (rc)
+		return rc;
+	struct replica_stats st;
+	replica_status(opaque, &st);
+	*result = replica_json(&st);
+	return 0;
+}
+
 int vm_api_start(struct vm *vm, const char *path, struct error *err)
 {
 	vm->api = api_server_create(path, err);
@@ -416,5 +484,8 @@ int vm_api_start(struct vm *vm, const char *path, struct error *err)
 	api_server_register(vm->api, "migrate-set", cmd_migrate_set, vm);
 	api_server_register(vm->api, "migrate-cancel", cmd_migrate_cancel, vm);
 	api_server_register(vm->api, "migrate-continue", cmd_migrate_continue, vm);
+	api_server_register(vm->api, "replicate", cmd_replicate, vm);
+	api_server_register(vm->api, "replicate-status", cmd_replicate_status, vm);
+	api_server_register(vm->api, "replicate-stop", cmd_replicate_stop, vm);
 	return 0;
 }

@@ -27,6 +27,7 @@ enum mig_frame_type {
 	MIG_FRAME_GO = 16,
 	MIG_FRAME_RESUME = 17,  /* post-copy recovery: the source is back */
 	MIG_FRAME_PREEMPT = 18, /* post-copy: this connection carries requested pages (session) */
+	MIG_FRAME_EPOCH_ACK = 19, /* replication: the epoch (decimal) is applied (replica.h) */
 };
 
 /* GO's text when the guest was paused on the source: it stays paused. */

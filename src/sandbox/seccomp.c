@@ -33,7 +33,7 @@ static const char *const allowed[] = {
 	"restart_syscall",
 	/* memory: guest RAM, dirty tracking, post-copy */
 	"mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "brk",
-	"userfaultfd", "membarrier",
+	"userfaultfd", "membarrier", "memfd_create",
 	/* threads and signals */
 	"clone", "clone3", "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
 	"exit", "exit_group", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",

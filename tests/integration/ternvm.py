@@ -142,7 +142,7 @@ class Console:
 class Vm:
     def __init__(self, workdir, cpus=1, memory="256M", cmdline="", binary=None,
                  kernel=None, initrd=None, extra_args=(), disks=(), nets=(), netns=None,
-                 restore=None, incoming=None, tls="test", tls_allow=None):
+                 restore=None, incoming=None, tls="test", tls_allow=None, replica=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cpus = cpus
@@ -156,7 +156,9 @@ class Vm:
         self.nets = list(nets)         # "tap=NAME,mac=MAC"
         self.netns = netns             # a netlab.Namespace to run tern in
         self.restore = restore         # a snapshot file to continue instead of booting
-        self.incoming = incoming       # "tcp:ADDR:PORT": wait for a migrating VM
+        self.replica = replica         # "tcp:ADDR:PORT": a standby for a replicated VM
+        # Both wait for their VM from the network (console made later).
+        self.incoming = incoming or replica
         self.tls = tls                 # "test" (test_tls_dir), "off", None or a dir
         self.tls_allow = tls_allow
         self.console_path = self.workdir / "console.sock"
@@ -170,6 +172,8 @@ class Vm:
     def command(self):
         if self.restore:
             cmd = [self.binary, "vm", "run", "--restore", str(self.restore)]
+        elif self.replica:
+            cmd = [self.binary, "vm", "run", "--replica", self.replica]
         elif self.incoming:
             cmd = [self.binary, "vm", "run", "--incoming", self.incoming]
         else:
@@ -210,7 +214,9 @@ class Vm:
     def wait_listening(self, timeout=30.0):
         """For an incoming VM: waits until tern says it listens."""
         deadline = time.monotonic() + timeout
-        while "waiting for an incoming migration" not in self.log_text():
+        said = "waiting for a replication stream" if self.replica else \
+            "waiting for an incoming migration"
+        while said not in self.log_text():
             if self.proc.poll() is not None:
                 raise AssertionError(f"incoming tern exited {self.proc.returncode}:\n"
                                      + self.log_text())

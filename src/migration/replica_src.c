@@ -1,0 +1,397 @@
+/* replica_src.c: the source side of continuous replication (replica.h).
+ *
+ * One thread: connect, the bulk epoch, then an epoch every epoch_ms. An
+ * epoch is written, while the guest is paused, into a memfd (the pages
+ * written since the last one, then the harts' and devices' state), so the
+ * pause lasts a copy in memory, not a network round trip; it is sent and
+ * acknowledged while the guest runs. A link that fails ends the
+ * replication (phase "failed", the reason in the status); the VM runs on,
+ * untouched. */
+#include "migration/replica.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "migration/outgoing.h"
+#include "migration/stream.h"
+#include "migration/transport.h"
+#include "migration/vmstate.h"
+#include "util/le.h"
+#include "util/log.h"
+
+#define CONNECT_TIMEOUT_MS 10000
+#define STALL_TIMEOUT_MS 10000
+/* The standby verifies and applies an epoch before it acknowledges. */
+#define ACK_TIMEOUT_MS 60000
+
+struct replication {
+	struct vm *vm;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;           /* everything below */
+	pthread_cond_t wake;
+	bool stop;
+	bool active;
+	int fd;
+	struct replica_stats st;
+	int64_t acked_taken_ns;         /* when the last acknowledged epoch was taken */
+};
+
+void replica_header_encode(const struct replica_epoch_header *h, uint8_t out[REPLICA_HEADER_SIZE])
+{
+	put_le32(out, REPLICA_MAGIC);
+	put_le32(out + 4, h->flags);
+	put_le64(out + 8, h->epoch);
+	put_le64(out + 16, h->length);
+}
+
+int replica_header_decode(const uint8_t in[REPLICA_HEADER_SIZE], struct replica_epoch_header *h,
+			  struct error *err)
+{
+	if (get_le32(in) != REPLICA_MAGIC)
+		return error_set(err, EPROTO, "not a replication epoch (magic %08x)", get_le32(in));
+	h->flags = get_le32(in + 4);
+	h->epoch = get_le64(in + 8);
+	h->length = get_le64(in + 16);
+	if (h->flags & ~REPLICA_BULK)
+		return error_set(err, EPROTO, "epoch %llu has unknown flags %#x",
+				 (unsigned long long)h->epoch, h->flags);
+	if (h->length > REPLICA_MAX_EPOCH_BYTES)
+		return error_set(err, EPROTO, "epoch %llu claims %llu bytes",
+				 (unsigned long long)h->epoch, (unsigned long long)h->length);
+	if (!!(h->flags & REPLICA_BULK) != (h->epoch == 0))
+		return error_set(err, EPROTO, "epoch %llu is %s the bulk copy, which epoch 0 alone is",
+				 (unsigned long long)h->epoch, h->flags & REPLICA_BULK ? "marked" : "not");
+	return 0;
+}
+
+static bool stopping(struct replication *rp)
+{
+	pthread_mutex_lock(&rp->lock);
+	bool s = rp->stop;
+	pthread_mutex_unlock(&rp->lock);
+	return s;
+}
+
+/* Writes the memfd's `len` bytes after the epoch header. */
+static int send_epoch(int fd, int memfd, const struct replica_epoch_header *h, struct error *err)
+{
+	uint8_t hdr[REPLICA_HEADER_SIZE];
+	replica_header_encode(h, hdr);
+	if (send(fd, hdr, sizeof(hdr), MSG_NOSIGNAL) != (ssize_t)sizeof(hdr))
+		return error_errno(err, errno, "sending the header of epoch %llu",
+				   (unsigned long long)h->epoch);
+	static __thread uint8_t buf[1 << 20];
+	uint64_t off = 0;
+	while (off < h->length) {
+		size_t want = h->length - off < sizeof(buf) ? h->length - off : sizeof(buf);
+		ssize_t n = pread(memfd, buf, want, (off_t)off);
+		if (n <= 0)
+			return error_errno(err, n < 0 ? errno : EIO, "reading back epoch %llu",
+					   (unsigned long long)h->epoch);
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = send(fd, buf + done, (size_t)(n - done), MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return error_errno(err, w < 0 ? errno : EIO, "sending epoch %llu",
+						   (unsigned long long)h->epoch);
+			done += w;
+		}
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int wait_ack(int fd, uint64_t epoch, struct error *err)
+{
+	uint32_t type;
+	char text[MIG_FRAME_MAX];
+	int rc = mig_recv_frame(fd, ACK_TIMEOUT_MS, &type, text, sizeof(text), err);
+	if (rc == 0)
+		return error_set(err, ECONNRESET, "the standby closed the connection");
+	if (rc < 0)
+		return rc;
+	if (type == MIG_FRAME_ERROR)
+		return error_set(err, EPROTO, "the standby refused epoch %llu: %s",
+				 (unsigned long long)epoch, text);
+	if (type != MIG_FRAME_EPOCH_ACK || strtoull(text, NULL, 10) != epoch)
+		return error_set(err, EPROTO, "the standby answered frame %u \"%s\" instead of the "
+				 "acknowledgement of epoch %llu", type, text,
+				 (unsigned long long)epoch);
+	return 0;
+}
+
+/* One epoch into memfd: a whole state stream. bitmap NULL: every page,
+ * the guest running (the bulk copy); else the pages in bitmap and the
+ * machine's state, the guest paused. */
+static int write_epoch(struct vm *vm, int memfd, const uint64_t *bitmap, uint64_t *len,
+		       uint64_t *pages, struct error *err)
+{
+	if (ftruncate(memfd, 0) < 0 || lseek(memfd, 0, SEEK_SET) < 0)
+		return error_errno(err, errno, "emptying the epoch buffer");
+	struct mig_writer w;
+	if (mig_writer_init(&w, memfd, false, err) < 0)
+		return -EIO;
+	struct ram_stats rs = { 0 };
+	int rc = 0;
+	if (mig_write_header(&w) < 0 || vmstate_save_config(vm, &w, NULL, err) < 0 ||
+	    vmstate_save_ram(vm, &w, bitmap, &rs, err) < 0 ||
+	    (bitmap && vmstate_save_machine(vm, &w, err) < 0) || mig_write_end(&w) < 0 ||
+	    mig_flush(&w) < 0)
+		rc = w.failed ? mig_writer_status(&w, err) : -EIO;
+	*len = w.bytes;
+	*pages = rs.pages_data + rs.pages_zero;
+	mig_writer_free(&w);
+	return rc;
+}
+
+static void set_failed(struct replication *rp, const struct error *err)
+{
+	pthread_mutex_lock(&rp->lock);
+	rp->st.phase = rp->stop ? "stopped" : "failed";
+	if (!rp->stop)
+		snprintf(rp->st.error, sizeof(rp->st.error), "%s", err->msg);
+	rp->active = false;
+	pthread_mutex_unlock(&rp->lock);
+	if (!rp->stop)
+		log_error("replication to %s failed: %s; the VM runs on here", rp->st.to, err->msg);
+}
+
+static void *replication_main(void *arg)
+{
+	struct replication *rp = arg;
+	struct vm *vm = rp->vm;
+	struct error err = { 0 };
+	uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
+	int memfd = memfd_create("tern-epoch", MFD_CLOEXEC);
+	int fd = -1;
+	struct mig_address addr;
+	if (!bitmap || memfd < 0) {
+		error_set(&err, ENOMEM, "no memory for the dirty map or the epoch buffer");
+		goto fail;
+	}
+	if (mig_parse_address(rp->st.to, &addr, &err) < 0)
+		goto fail;
+	fd = mig_connect(&addr, CONNECT_TIMEOUT_MS, STALL_TIMEOUT_MS, &err);
+	if (fd < 0)
+		goto fail;
+	pthread_mutex_lock(&rp->lock);
+	rp->fd = fd;
+	uint32_t epoch_ms = rp->st.params.epoch_ms;
+	pthread_mutex_unlock(&rp->lock);
+
+	/* Epoch 0: tracking first, so that what the guest writes during the
+	 * copy goes with epoch 1. */
+	int64_t t0 = monotonic_ns();
+	vm_sync_dirty(vm, bitmap);
+	uint64_t len = 0, pages = 0;
+	struct replica_epoch_header h = { .flags = REPLICA_BULK, .epoch = 0 };
+	if (write_epoch(vm, memfd, NULL, &len, &pages, &err) < 0)
+		goto fail;
+	h.length = len;
+	if (send_epoch(fd, memfd, &h, &err) < 0 || wait_ack(fd, 0, &err) < 0)
+		goto fail;
+	pthread_mutex_lock(&rp->lock);
+	rp->st.bulk_ms = (uint64_t)(monotonic_ns() - t0) / 1000000;
+	rp->st.bytes_total = len;
+	rp->st.phase = "protecting";
+	pthread_mutex_unlock(&rp->lock);
+	log_info("replication to %s: bulk copy of %llu pages (%llu MiB) in %llu ms", rp->st.to,
+		 (unsigned long long)pages, (unsigned long long)(len >> 20),
+		 (unsigned long long)rp->st.bulk_ms);
+
+	int64_t next = monotonic_ns();
+	for (uint64_t epoch = 1; !stopping(rp); epoch++) {
+		int64_t now = monotonic_ns();
+		if (now < next) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			int64_t wake_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (next - now);
+			ts.tv_sec = wake_ns / 1000000000;
+			ts.tv_nsec = wake_ns % 1000000000;
+			pthread_mutex_lock(&rp->lock);
+			while (!rp->stop &&
+			       pthread_cond_timedwait(&rp->wake, &rp->lock, &ts) != ETIMEDOUT)
+				;
+			pthread_mutex_unlock(&rp->lock);
+			if (stopping(rp))
+				break;
+		}
+		next = monotonic_ns() + (int64_t)epoch_ms * 1000000;
+		/* The pause: collect, copy out, resume. */
+		int64_t t_pause = monotonic_ns();
+		struct error perr = { 0 };
+		bool paused_here = vm_pause(vm, &perr) == 0;
+		if (!paused_here) {
+			pthread_mutex_lock(&vm->lock);
+			bool operator_paused = vm->state == VM_PAUSED;
+			pthread_mutex_unlock(&vm->lock);
+			if (!operator_paused) {
+				error_set(&err, perr.code, "pausing for epoch %llu: %s",
+					  (unsigned long long)epoch, perr.msg);
+				goto fail;
+			}
+		}
+		memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
+		vm_sync_dirty(vm, bitmap);
+		int rc = write_epoch(vm, memfd, bitmap, &len, &pages, &err);
+		if (paused_here && vm_resume(vm, &perr) < 0)
+			log_error("replication: resuming after epoch %llu: %s",
+				  (unsigned long long)epoch, perr.msg);
+		uint64_t pause_us = (uint64_t)(monotonic_ns() - t_pause) / 1000;
+		if (rc < 0)
+			goto fail;
+		h = (struct replica_epoch_header){ .epoch = epoch, .length = len };
+		if (send_epoch(fd, memfd, &h, &err) < 0 || wait_ack(fd, epoch, &err) < 0)
+			goto fail;
+		pthread_mutex_lock(&rp->lock);
+		rp->st.epochs_acked = epoch;
+		rp->acked_taken_ns = t_pause;
+		rp->st.bytes_last_epoch = len;
+		rp->st.bytes_total += len;
+		rp->st.pages_last_epoch = pages;
+		rp->st.pause_us_last = pause_us;
+		if (pause_us > rp->st.pause_us_max)
+			rp->st.pause_us_max = pause_us;
+		epoch_ms = rp->st.params.epoch_ms;
+		pthread_mutex_unlock(&rp->lock);
+	}
+	pthread_mutex_lock(&rp->lock);
+	rp->st.phase = "stopped";
+	rp->active = false;
+	pthread_mutex_unlock(&rp->lock);
+	log_info("replication to %s stopped after epoch %llu", rp->st.to,
+		 (unsigned long long)rp->st.epochs_acked);
+	goto out;
+fail:
+	set_failed(rp, &err);
+out:
+	pthread_mutex_lock(&rp->lock);
+	rp->fd = -1;
+	pthread_mutex_unlock(&rp->lock);
+	if (fd >= 0)
+		close(fd);
+	if (memfd >= 0)
+		close(memfd);
+	free(bitmap);
+	return NULL;
+}
+
+bool replica_active(struct vm *vm)
+{
+	struct replication *rp = vm->replication;
+	if (!rp)
+		return false;
+	pthread_mutex_lock(&rp->lock);
+	bool a = rp->active;
+	pthread_mutex_unlock(&rp->lock);
+	return a;
+}
+
+static void join_finished(struct replication *rp)
+{
+	if (rp->thread_started) {
+		pthread_join(rp->thread, NULL);
+		rp->thread_started = false;
+	}
+}
+
+int replica_start(struct vm *vm, const char *to, const struct replica_params *p,
+		  struct error *err)
+{
+	if (p->epoch_ms < 10 || p->epoch_ms > 3600000)
+		return error_set(err, EINVAL, "replicate: \"epoch_ms\" must be from 10 to 3600000");
+	if (replica_active(vm))
+		return error_set(err, EBUSY, "the VM is already replicated to %s",
+				 vm->replication->st.to);
+	int rc = migration_check_idle(vm, "replicate", false, err);
+	if (rc)
+		return rc;
+	struct replication *rp = vm->replication;
+	if (!rp) {
+		rp = calloc(1, sizeof(*rp));
+		if (!rp)
+			return error_set(err, ENOMEM, "out of memory");
+		pthread_mutex_init(&rp->lock, NULL);
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&rp->wake, &ca);
+		pthread_condattr_destroy(&ca);
+		rp->vm = vm;
+		vm->replication = rp;
+	}
+	join_finished(rp);
+	pthread_mutex_lock(&rp->lock);
+	memset(&rp->st, 0, sizeof(rp->st));
+	snprintf(rp->st.to, sizeof(rp->st.to), "%s", to);
+	rp->st.params = *p;
+	rp->st.phase = "bulk";
+	rp->stop = false;
+	rp->active = true;
+	rp->fd = -1;
+	pthread_mutex_unlock(&rp->lock);
+	rc = pthread_create(&rp->thread, NULL, replication_main, rp);
+	if (rc) {
+		rp->active = false;
+		rp->st.phase = "failed";
+		return error_errno(err, rc, "cannot start the replication thread");
+	}
+	rp->thread_started = true;
+	log_info("replicating to %s, an epoch every %u ms (RPO %u ms)", to, p->epoch_ms,
+		 p->rpo_ms);
+	return 0;
+}
+
+void replica_status(struct vm *vm, struct replica_stats *out)
+{
+	struct replication *rp = vm->replication;
+	memset(out, 0, sizeof(*out));
+	out->phase = "none";
+	if (!rp)
+		return;
+	pthread_mutex_lock(&rp->lock);
+	*out = rp->st;
+	if (rp->st.epochs_acked) {
+		out->lag_ms = (uint64_t)(monotonic_ns() - rp->acked_taken_ns) / 1000000;
+		out->rpo_met = rp->active && out->lag_ms <= rp->st.params.rpo_ms;
+	}
+	pthread_mutex_unlock(&rp->lock);
+}
+
+int replica_stop(struct vm *vm, struct error *err)
+{
+	struct replication *rp = vm->replication;
+	if (!replica_active(vm))
+		return error_set(err, ENOENT, "no replication is running");
+	pthread_mutex_lock(&rp->lock);
+	rp->stop = true;
+	pthread_cond_broadcast(&rp->wake);
+	if (rp->fd >= 0)
+		shutdown(rp->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&rp->lock);
+	join_finished(rp);
+	return 0;
+}
+
+void replica_destroy(struct vm *vm)
+{
+	struct replication *rp = vm->replication;
+	if (!rp)
+		return;
+	struct error err = { 0 };
+	if (replica_active(vm))
+		replica_stop(vm, &err);
+	join_finished(rp);
+	pthread_cond_destroy(&rp->wake);
+	pthread_mutex_destroy(&rp->lock);
+	free(rp);
+	vm->replication = NULL;
+}
