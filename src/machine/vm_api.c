@@ -418,10 +418,19 @@ static json_t *replica_json(const struct replica_stats *st)
 			 (json_int_t)st->bulk_ms, "error", st->error[0] ? st->error : NULL);
 }
 
+static json_t *replica_json_full(const struct replica_stats *st)
+{
+	json_t *o = replica_json(st);
+	if (o && st->params.copy_storage)
+		json_object_set_new(o, "disk_bytes_last_epoch",
+				    json_integer((json_int_t)st->disk_bytes_last_epoch));
+	return o;
+}
+
 /* replicate {"to": "tcp:HOST:PORT", "epoch_ms": 1000, "rpo_ms": epoch_ms} */
 static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct error *err)
 {
-	static const char *const allowed[] = { "to", "epoch_ms", "rpo_ms", NULL };
+	static const char *const allowed[] = { "to", "epoch_ms", "rpo_ms", "copy_storage", NULL };
 	int rc = check_args("replicate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -434,11 +443,15 @@ static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct err
 		return rc;
 	struct replica_params p = { .epoch_ms = epoch_ms >= 0 ? (uint32_t)epoch_ms : 1000 };
 	p.rpo_ms = rpo_ms >= 0 ? (uint32_t)rpo_ms : p.epoch_ms;
+	json_t *copy = json_object_get(args, "copy_storage");
+	if (copy && !json_is_boolean(copy))
+		return error_set(err, EINVAL, "replicate: \"copy_storage\" must be true or false");
+	p.copy_storage = json_is_true(copy);
 	if ((rc = replica_start(opaque, json_string_value(to), &p, err)))
 		return rc;
 	struct replica_stats st;
 	replica_status(opaque, &st);
-	*result = replica_json(&st);
+	*result = replica_json_full(&st);
 	return 0;
 }
 
@@ -450,7 +463,7 @@ static int cmd_replicate_status(void *opaque, json_t *args, json_t **result, str
 		return rc;
 	struct replica_stats st;
 	replica_status(opaque, &st);
-	*result = replica_json(&st);
+	*result = replica_json_full(&st);
 	return 0;
 }
 
@@ -464,7 +477,7 @@ static int cmd_replicate_stop(void *opaque, json_t *args, json_t **result, struc
 		return rc;
 	struct replica_stats st;
 	replica_status(opaque, &st);
-	*result = replica_json(&st);
+	*result = replica_json_full(&st);
 	return 0;
 }
 

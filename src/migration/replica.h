@@ -45,6 +45,7 @@ int replica_header_decode(const uint8_t in[REPLICA_HEADER_SIZE], struct replica_
 struct replica_params {
 	uint32_t epoch_ms;      /* how often an epoch is taken */
 	uint32_t rpo_ms;        /* the objective the status reports against */
+	bool copy_storage;      /* the disks too: bulk copy, then written blocks each epoch */
 };
 
 struct replica_stats {
@@ -58,6 +59,7 @@ struct replica_stats {
 	uint64_t pages_last_epoch;
 	uint64_t pause_us_last, pause_us_max;
 	uint64_t bulk_ms;
+	uint64_t disk_bytes_last_epoch; /* with copy_storage: written blocks sent */
 	char error[512];
 };
 

@@ -3,6 +3,10 @@
  * The main thread receives epochs into a memfd, verifies each whole
  * (every section's checksum, then the epoch's digest at END) before it
  * applies any of it, applies it to the paused replica, and acknowledges.
+ * Pages and disk blocks are applied as they come; the harts' and devices'
+ * state is kept aside (the latest epoch's, as a small stream of its own)
+ * and loaded once, at the failover: a device restores onto a fresh
+ * device only.
  * The replica's harts never run and its devices are held, until the API's
  * "failover": then it runs from the last complete epoch. A link that
  * breaks leaves the replica as it is, waiting for a failover or a stop. */
@@ -20,6 +24,7 @@
 #include <unistd.h>
 
 #include "api/api_server.h"
+#include "migration/diskcopy.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "migration/vmstate.h"
@@ -39,9 +44,10 @@ struct standby {
 	uint64_t epoch;               /* the last one applied */
 	bool consistent;              /* an epoch >= 1 is applied */
 	int64_t applied_ns;
-	uint64_t guest_time;          /* of the last complete epoch */
 	uint64_t bytes;
 	char link_error[512];
+	struct disk_targets disks;    /* copied disks: the replica's, committed at failover */
+	int machine_fd;               /* the last complete epoch's machine state (a stream) */
 };
 
 static struct standby sb = {
@@ -49,6 +55,7 @@ static struct standby sb = {
 	.changed = PTHREAD_COND_INITIALIZER,
 	.phase = "waiting",
 	.fd = -1,
+	.machine_fd = -1,
 };
 
 /* Reads exactly len bytes; a pause of LINK_SILENCE_MS without any is a
@@ -118,31 +125,91 @@ static int verify_epoch(int memfd, struct vm_shape *shape, struct error *err)
 	return rc;
 }
 
-/* Second pass, under the lock the failover takes. */
-static int apply_epoch(struct vm *vm, int memfd, bool bulk, uint64_t *guest_time,
-		       struct error *err)
+static bool machine_section(uint32_t type)
+{
+	return type == MIG_SEC_MACHINE || type == MIG_SEC_HART || type == MIG_SEC_DEVICE;
+}
+
+/* Second pass, under the lock the failover takes: pages and disk blocks
+ * into the replica, the machine's sections into a new stream that
+ * replaces the last epoch's once this one is all applied. */
+static int apply_epoch(struct vm *vm, int memfd, bool bulk, struct error *err)
 {
 	if (lseek(memfd, 0, SEEK_SET) < 0)
 		return error_errno(err, errno, "rewinding the epoch");
 	struct mig_reader r;
 	if (mig_reader_init(&r, memfd, "a replication epoch", err) < 0)
 		return -EIO;
+	int machine_fd = bulk ? -1 : memfd_create("tern-machine", MFD_CLOEXEC);
+	struct mig_writer w;
+	bool w_on = false;
 	struct vmstate_loader l;
 	struct vm_shape shape;
 	vmstate_loader_init(&l, vm, bulk);
+	l.disks = sb.disks.n ? &sb.disks : NULL;
+	/* DISK sections belong to live streams; nothing else live is sent. */
+	l.live = l.disks != NULL;
 	int rc = vmstate_read_shape(&r, &shape, err);
 	if (rc >= 0)
 		rc = vmstate_check_config(&l, &shape, err);
-	if (rc >= 0 && bulk) {
-		/* RAM only: the harts and devices come with epoch 1. */
-		struct mig_section s;
-		while ((rc = mig_read_section(&r, &s, err)) > 0 &&
-		       (rc = vmstate_load_section(&l, &s, err)) >= 0)
-			;
-	} else if (rc >= 0) {
-		rc = vmstate_load_rest(&l, &r, err);
-		*guest_time = l.guest_time;
+	if (rc >= 0 && !bulk) {
+		if (machine_fd < 0 || mig_writer_init(&w, machine_fd, false, err) < 0)
+			rc = error_errno(err, machine_fd < 0 ? errno : EIO, "a buffer for the "
+					 "machine's state");
+		else
+			w_on = true;
+		if (rc >= 0 && (mig_write_header(&w) < 0 || vmstate_save_config(vm, &w, NULL, err) < 0))
+			rc = -EIO;
 	}
+	struct mig_section s;
+	while (rc >= 0 && (rc = mig_read_section(&r, &s, err)) > 0) {
+		if (!machine_section(s.type))
+			rc = vmstate_load_section(&l, &s, err);
+		else if (bulk)
+			rc = error_set(err, EPROTO, "the bulk epoch carries %s state",
+				       mig_section_name(s.type));
+		else if (mig_write_section(&w, s.type, s.instance, s.version, s.payload,
+					   s.length) < 0)
+			rc = mig_writer_status(&w, err);
+	}
+	if (rc >= 0 && w_on && (mig_write_end(&w) < 0 || mig_flush(&w) < 0))
+		rc = mig_writer_status(&w, err);
+	if (w_on)
+		mig_writer_free(&w);
+	vmstate_loader_free(&l);
+	mig_reader_free(&r);
+	/* The epoch's disk blocks on stable storage before it is acknowledged. */
+	if (rc >= 0 && sb.disks.n)
+		rc = disk_targets_flush(&sb.disks, vm, err);
+	if (rc >= 0 && !bulk) {
+		if (sb.machine_fd >= 0)
+			close(sb.machine_fd);
+		sb.machine_fd = machine_fd;
+		machine_fd = -1;
+	}
+	if (machine_fd >= 0)
+		close(machine_fd);
+	return rc < 0 ? rc : 0;
+}
+
+/* At the failover: the last complete epoch's harts and devices, and the
+ * guest's clock then. */
+static int load_machine(struct vm *vm, uint64_t *guest_time, struct error *err)
+{
+	if (lseek(sb.machine_fd, 0, SEEK_SET) < 0)
+		return error_errno(err, errno, "rewinding the machine's state");
+	struct mig_reader r;
+	if (mig_reader_init(&r, sb.machine_fd, "the replica's machine state", err) < 0)
+		return -EIO;
+	struct vmstate_loader l;
+	struct vm_shape shape;
+	vmstate_loader_init(&l, vm, false);
+	int rc = vmstate_read_shape(&r, &shape, err);
+	if (rc >= 0)
+		rc = vmstate_check_config(&l, &shape, err);
+	if (rc >= 0)
+		rc = vmstate_load_rest(&l, &r, err);
+	*guest_time = l.guest_time;
 	vmstate_loader_free(&l);
 	mig_reader_free(&r);
 	return rc < 0 ? rc : 0;
@@ -198,8 +265,13 @@ static int create_replica(struct vm_config *cfg, const struct vm_shape *shape, s
 	cfg->cpus = shape->num_harts;
 	cfg->kernel = NULL;
 	cfg->incoming = true;
+	/* Copied disks go into unnamed files beside their --disk paths, named
+	 * only at the failover. */
+	int rc = disk_targets_prepare(&sb.disks, cfg, shape, err);
+	if (rc < 0)
+		return rc;
 	struct vm *vm;
-	int rc = vm_create(&vm, cfg, err);
+	rc = vm_create(&vm, cfg, err);
 	if (rc < 0)
 		return rc;
 	vm_hold_devices(vm, true);
@@ -252,7 +324,6 @@ int replica_standby(struct vm_config *cfg, const char *uri)
 		uint8_t hdr[REPLICA_HEADER_SIZE];
 		struct replica_epoch_header h;
 		struct vm_shape shape;
-		uint64_t guest_time = 0;
 		struct error e = { 0 };
 		if (read_full(fd, hdr, sizeof(hdr), &e) < 0 || replica_header_decode(hdr, &h, &e) < 0 ||
 		    h.epoch != (vm ? sb.epoch + 1 : 0) ||
@@ -269,15 +340,13 @@ int replica_standby(struct vm_config *cfg, const char *uri)
 		}
 		pthread_mutex_lock(&sb.lock);
 		bool quit = sb.failover || sb.stop;
-		int rc = quit ? 0 : apply_epoch(vm, memfd, h.epoch == 0, &guest_time, &e);
+		int rc = quit ? 0 : apply_epoch(vm, memfd, h.epoch == 0, &e);
 		if (!quit && rc == 0) {
 			sb.epoch = h.epoch;
 			sb.bytes += h.length;
 			sb.applied_ns = monotonic_ns();
-			if (h.epoch > 0) {
-				sb.guest_time = guest_time;
+			if (h.epoch > 0)
 				sb.consistent = true;
-			}
 		}
 		pthread_mutex_unlock(&sb.lock);
 		if (quit)
@@ -315,23 +384,34 @@ int replica_standby(struct vm_config *cfg, const char *uri)
 	while (vm && !sb.failover && !sb.stop)
 		pthread_cond_wait(&sb.changed, &sb.lock);
 	bool failover = sb.failover && sb.consistent;
-	uint64_t epoch = sb.epoch, guest_time = sb.guest_time;
+	uint64_t epoch = sb.epoch, guest_time = 0;
 	pthread_mutex_unlock(&sb.lock);
 	if (!vm) {
 		log_error("replica: no replica was built: %s", err.msg);
+		disk_targets_free(&sb.disks);
 		return VM_EXIT_ERROR;
 	}
 	if (!failover) {
 		log_info("replica stopped at epoch %" PRIu64 "; the guest never ran here", epoch);
 		vm_destroy(vm);
+		disk_targets_free(&sb.disks);
+		if (sb.machine_fd >= 0)
+			close(sb.machine_fd);
 		return 0;
 	}
-	/* Only now may the disks be had: the primary has let them go. */
-	if (vm_disks_lock(vm, &err) < 0) {
+	/* The harts and devices as they were at the end of the last epoch;
+	 * the replica's disks get their names; shared ones may be had only
+	 * now, the primary having let them go. */
+	if (load_machine(vm, &guest_time, &err) < 0 ||
+	    disk_targets_commit(&sb.disks, vm, &err) < 0 || vm_disks_lock(vm, &err) < 0) {
 		log_error("failover: %s; the guest does not run here", err.msg);
 		vm_destroy(vm);
+		disk_targets_free(&sb.disks);
 		return VM_EXIT_ERROR;
 	}
+	disk_targets_free(&sb.disks);
+	close(sb.machine_fd);
+	sb.machine_fd = -1;
 	vm_hold_devices(vm, false);
 	vm_set_guest_time(vm, guest_time);
 	vm_announce(vm);

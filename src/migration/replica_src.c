@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "migration/diskcopy.h"
 #include "migration/outgoing.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
@@ -41,6 +42,8 @@ struct replication {
 	int fd;
 	struct replica_stats st;
 	int64_t acked_taken_ns;         /* when the last acknowledged epoch was taken */
+	struct disk_copy dc;            /* with copy_storage: the replication thread's */
+	bool dc_on;
 };
 
 void replica_header_encode(const struct replica_epoch_header *h, uint8_t out[REPLICA_HEADER_SIZE])
@@ -128,12 +131,20 @@ static int wait_ack(int fd, uint64_t epoch, struct error *err)
 	return 0;
 }
 
-/* One epoch into memfd: a whole state stream. bitmap NULL: every page,
- * the guest running (the bulk copy); else the pages in bitmap and the
- * machine's state, the guest paused. */
-static int write_epoch(struct vm *vm, int memfd, const uint64_t *bitmap, uint64_t *len,
-		       uint64_t *pages, struct error *err)
+static int disk_tick(void *ctx, struct error *err)
 {
+	struct replication *rp = ctx;
+	return stopping(rp) ? error_set(err, ECANCELED, "replication stopped") : 0;
+}
+
+/* One epoch into memfd: a whole state stream. bitmap NULL: every page and
+ * every disk's data, the guest running (the bulk copy); else the pages in
+ * bitmap, the disk blocks written since the last epoch and the machine's
+ * state, the guest paused. */
+static int write_epoch(struct replication *rp, int memfd, const uint64_t *bitmap, uint64_t *len,
+		       uint64_t *pages, uint64_t *disk_bytes, struct error *err)
+{
+	struct vm *vm = rp->vm;
 	if (ftruncate(memfd, 0) < 0 || lseek(memfd, 0, SEEK_SET) < 0)
 		return error_errno(err, errno, "emptying the epoch buffer");
 	struct mig_writer w;
@@ -141,11 +152,28 @@ static int write_epoch(struct vm *vm, int memfd, const uint64_t *bitmap, uint64_
 		return -EIO;
 	struct ram_stats rs = { 0 };
 	int rc = 0;
-	if (mig_write_header(&w) < 0 || vmstate_save_config(vm, &w, NULL, err) < 0 ||
+	uint64_t disk_before = 0;
+	if (rp->dc_on) {
+		struct disk_copy_stats ds;
+		disk_copy_stats(&rp->dc, &ds);
+		disk_before = ds.bytes_sent;
+		if (bitmap)
+			disk_copy_sync(&rp->dc);
+	}
+	if (mig_write_header(&w) < 0 ||
+	    vmstate_save_config(vm, &w, rp->dc_on ? rp->dc.data_bytes : NULL, err) < 0 ||
 	    vmstate_save_ram(vm, &w, bitmap, &rs, err) < 0 ||
+	    (rp->dc_on && !bitmap && disk_copy_bulk(&rp->dc, &w, disk_tick, rp, err) < 0) ||
+	    (rp->dc_on && bitmap && disk_copy_send_dirty(&rp->dc, &w, disk_tick, rp, err) < 0) ||
 	    (bitmap && vmstate_save_machine(vm, &w, err) < 0) || mig_write_end(&w) < 0 ||
 	    mig_flush(&w) < 0)
 		rc = w.failed ? mig_writer_status(&w, err) : -EIO;
+	*disk_bytes = 0;
+	if (rp->dc_on) {
+		struct disk_copy_stats ds;
+		disk_copy_stats(&rp->dc, &ds);
+		*disk_bytes = ds.bytes_sent - disk_before;
+	}
 	*len = w.bytes;
 	*pages = rs.pages_data + rs.pages_zero;
 	mig_writer_free(&w);
@@ -190,10 +218,15 @@ static void *replication_main(void *arg)
 	/* Epoch 0: tracking first, so that what the guest writes during the
 	 * copy goes with epoch 1. */
 	int64_t t0 = monotonic_ns();
+	if (rp->st.params.copy_storage) {
+		if (disk_copy_begin(&rp->dc, vm, &err) < 0)
+			goto fail;
+		rp->dc_on = true;
+	}
 	vm_sync_dirty(vm, bitmap);
-	uint64_t len = 0, pages = 0;
+	uint64_t len = 0, pages = 0, disk_bytes = 0;
 	struct replica_epoch_header h = { .flags = REPLICA_BULK, .epoch = 0 };
-	if (write_epoch(vm, memfd, NULL, &len, &pages, &err) < 0)
+	if (write_epoch(rp, memfd, NULL, &len, &pages, &disk_bytes, &err) < 0)
 		goto fail;
 	h.length = len;
 	if (send_epoch(fd, memfd, &h, &err) < 0 || wait_ack(fd, 0, &err) < 0)
@@ -203,8 +236,9 @@ static void *replication_main(void *arg)
 	rp->st.bytes_total = len;
 	rp->st.phase = "protecting";
 	pthread_mutex_unlock(&rp->lock);
-	log_info("replication to %s: bulk copy of %llu pages (%llu MiB) in %llu ms", rp->st.to,
-		 (unsigned long long)pages, (unsigned long long)(len >> 20),
+	log_info("replication to %s: bulk copy of %llu pages and %llu MiB of disks (%llu MiB in "
+		 "all) in %llu ms", rp->st.to, (unsigned long long)pages,
+		 (unsigned long long)(disk_bytes >> 20), (unsigned long long)(len >> 20),
 		 (unsigned long long)rp->st.bulk_ms);
 
 	int64_t next = monotonic_ns();
@@ -241,7 +275,7 @@ static void *replication_main(void *arg)
 		}
 		memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
 		vm_sync_dirty(vm, bitmap);
-		int rc = write_epoch(vm, memfd, bitmap, &len, &pages, &err);
+		int rc = write_epoch(rp, memfd, bitmap, &len, &pages, &disk_bytes, &err);
 		if (paused_here && vm_resume(vm, &perr) < 0)
 			log_error("replication: resuming after epoch %llu: %s",
 				  (unsigned long long)epoch, perr.msg);
@@ -257,6 +291,7 @@ static void *replication_main(void *arg)
 		rp->st.bytes_last_epoch = len;
 		rp->st.bytes_total += len;
 		rp->st.pages_last_epoch = pages;
+		rp->st.disk_bytes_last_epoch = disk_bytes;
 		rp->st.pause_us_last = pause_us;
 		if (pause_us > rp->st.pause_us_max)
 			rp->st.pause_us_max = pause_us;
@@ -280,6 +315,10 @@ out:
 		close(fd);
 	if (memfd >= 0)
 		close(memfd);
+	if (rp->dc_on) {
+		disk_copy_end(&rp->dc);
+		rp->dc_on = false;
+	}
 	free(bitmap);
 	return NULL;
 }

@@ -1,9 +1,12 @@
 """Continuous replication to a standby and fail-over (docs/replication.md),
-VMM to VMM on loopback, with TLS: a guest dirtying memory is replicated
-in 300 ms epochs to a `tern vm run --replica`; the source is SIGKILLed;
-the standby fails over and the guest runs on from the last complete
-epoch: its shell answers, the dirtier finds every page as it last wrote
-it (the replica is one consistent moment of the guest), and the
+VMM to VMM on loopback, with TLS: a guest dirtying memory and appending
+numbered, checksummed, fsynced records to its local disk is replicated,
+disk included, in 300 ms epochs with an RPO of 1 s to a `tern vm run
+--replica`; the source is SIGKILLed; the standby fails over and the guest
+runs on from the last complete epoch: its shell answers, the dirtier finds
+every page as it last wrote it (the replica is one consistent moment of
+the guest), every record acknowledged more than the RPO before the kill
+is in the standby's disk and intact, no record there is torn, and the
 heartbeat shows how much guest time was lost (bounded by an epoch plus
 its transfer).
 
@@ -11,17 +14,42 @@ Also: requests that would clash with the replication (a migration, a
 second replication, bad epochs) are refused and change nothing; a
 replication whose standby is not there fails, naming why, and the VM runs
 on."""
+import os
 import re
 import signal
 import socket
 import time
+import zlib
 
 import pytest
 
 from ternvm import Vm
 
 EPOCH_MS = 300
+RPO_MS = 1000
 HEARTBEAT_US = 20000
+DISK_BYTES = 64 << 20
+RECORD = 4096
+
+
+def records(path):
+    """The records at the start of a disk image: (how many in a row are
+    intact, whether one after them is torn)."""
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            rec = f.read(RECORD)
+            if len(rec) < RECORD or rec[:8] != b"TERNREC1":
+                return n, False
+            if int.from_bytes(rec[8:16], "little") != n or \
+                    zlib.crc32(rec[:RECORD - 4]) != int.from_bytes(rec[RECORD - 4:], "little"):
+                return n, True
+            n += 1
+
+
+def acked(vm):
+    m = re.findall(r"acked (\d+)", vm.sh("tail -1 /tmp/append.log"))
+    return int(m[-1]) if m else 0
 
 
 def free_port():
@@ -52,10 +80,14 @@ def wait_for(what, pred, timeout):
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     work = tmp_path_factory.mktemp("replica")
-    vm = Vm(work / "src", memory="256M",
+    disk = work / "primary.img"
+    with open(disk, "wb") as f:
+        f.truncate(DISK_BYTES)
+    vm = Vm(work / "src", memory="256M", disks=[disk],
             cmdline=f"tern.heartbeat={HEARTBEAT_US} tern.heartbeat_lines=1 "
                     "tern.dirtier=-s,32,-r,16").boot()
     vm.work = work
+    vm.sh("diskrec append /dev/vda -r 50 > /tmp/append.log 2>&1 & echo $! > /tmp/append.pid")
     yield vm
     vm.close()
 
@@ -75,7 +107,9 @@ def test_nowhere_to_replicate_to(source):
 def test_replicate_then_fail_over(source):
     port = free_port()
     uri = f"tcp:127.0.0.1:{port}"
-    standby = Vm(source.work / "standby", replica=uri).start().wait_listening()
+    replica_disk = source.work / "standby" / "replica.img"
+    standby = Vm(source.work / "standby", replica=uri, disks=[replica_disk]).start() \
+        .wait_listening()
     try:
         bad = [({"to": uri, "epoch_ms": 5}, "epoch_ms"),
                ({"to": 7}, "to"),
@@ -83,7 +117,8 @@ def test_replicate_then_fail_over(source):
         for args, words in bad:
             r = source.api("replicate", dict(**args))
             assert not r["ok"] and words in r["error"]["message"], (args, r)
-        r = source.api("replicate", dict(to=uri, epoch_ms=EPOCH_MS, rpo_ms=1000))
+        r = source.api("replicate", dict(to=uri, epoch_ms=EPOCH_MS, rpo_ms=RPO_MS,
+                                         copy_storage=True))
         assert r["ok"], r
         st = wait_for("five epochs with the RPO met", lambda: (lambda s: s if s["epoch"] >= 5
                                                               and s["rpo_met"] else None)(
@@ -91,6 +126,7 @@ def test_replicate_then_fail_over(source):
         print(f"\nreplicating: {st}")
         assert st["phase"] == "protecting" and st["bytes_last_epoch"] > 0, st
         assert st["pause_us_max"] < 500000, st
+        assert st["disk_bytes_last_epoch"] > 0, st          # the appender's records
         # What would clash is refused while it runs.
         r = source.api("replicate", dict(to=uri))
         assert not r["ok"] and "already replicated" in r["error"]["message"], r
@@ -99,8 +135,12 @@ def test_replicate_then_fail_over(source):
         rs = standby.api("replica-status")["result"]
         assert rs["consistent"] and rs["epoch"] >= 5, rs
 
-        # The primary dies.
+        # The primary dies, more than the RPO after the appender said how
+        # many records it had acknowledged.
         src_hb = hb_lines(source.serial1_path)
+        safe = acked(source)
+        assert safe > 0
+        time.sleep(RPO_MS / 1000 + 0.5)
         source.proc.send_signal(signal.SIGKILL)
         source.proc.wait(30)
         last_seq, last_ns = hb_lines(source.serial1_path)[-1]
@@ -128,5 +168,15 @@ def test_replicate_then_fail_over(source):
                          timeout=120)
         assert "verify ok" in out, out
         assert len(src_hb) > 0
+        # The disk: the replica got its name at the failover; every record
+        # acknowledged more than the RPO before the kill is there, intact,
+        # and none is torn. (The appender carries on from its epoch's state,
+        # rewriting records past it, which is why the count may grow.)
+        assert replica_disk.exists() and os.path.getsize(replica_disk) == DISK_BYTES
+        n, torn = records(replica_disk)
+        print(f"records: {safe} acknowledged {RPO_MS + 500} ms before the kill; {n} intact "
+              "in the replica's disk")
+        assert n >= safe and not torn, (n, safe, torn)
+        assert not list((source.work / "standby").glob(".*tmp*"))
     finally:
         standby.close()
