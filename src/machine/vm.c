@@ -136,6 +136,26 @@ void vm_disks_unlock(struct vm *vm)
 		virtio_blk_unlock(vm->virtio[i]);
 }
 
+void vm_net_hold(struct vm *vm, bool on)
+{
+	for (unsigned i = vm->config.num_disks; i < vm->num_virtio; i++)
+		virtio_net_hold(vm->virtio[i], on);
+}
+
+uint64_t vm_net_barrier(struct vm *vm)
+{
+	uint64_t b = 0;
+	for (unsigned i = vm->config.num_disks; i < vm->num_virtio; i++)
+		b = virtio_net_hold_barrier(vm->virtio[i]);
+	return b;
+}
+
+void vm_net_release(struct vm *vm, uint64_t barrier)
+{
+	for (unsigned i = vm->config.num_disks; i < vm->num_virtio; i++)
+		virtio_net_hold_release(vm->virtio[i], barrier);
+}
+
 void vm_announce(struct vm *vm)
 {
 	for (unsigned i = vm->config.num_disks; i < vm->num_virtio; i++) {

@@ -189,6 +189,11 @@ void vm_freeze(struct vm *vm);
  * waits for a resume; for a VM that was paused where it came from. */
 void vm_start_paused(struct vm *vm);
 /* After the VM arrived: RARP from each TAP and the guest's own announce. */
+/* Replication's synchronous mode: hold what the guest's NICs send; a
+ * barrier per epoch (every NIC counts alike); release up to one. */
+void vm_net_hold(struct vm *vm, bool on);
+uint64_t vm_net_barrier(struct vm *vm);
+void vm_net_release(struct vm *vm, uint64_t barrier);
 void vm_announce(struct vm *vm);
 struct migration;
 struct replication;

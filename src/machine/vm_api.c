@@ -421,6 +421,8 @@ static json_t *replica_json(const struct replica_stats *st)
 static json_t *replica_json_full(const struct replica_stats *st)
 {
 	json_t *o = replica_json(st);
+	if (o)
+		json_object_set_new(o, "sync", json_boolean(st->params.sync));
 	if (o && st->params.copy_storage)
 		json_object_set_new(o, "disk_bytes_last_epoch",
 				    json_integer((json_int_t)st->disk_bytes_last_epoch));
@@ -430,7 +432,8 @@ static json_t *replica_json_full(const struct replica_stats *st)
 /* replicate {"to": "tcp:HOST:PORT", "epoch_ms": 1000, "rpo_ms": epoch_ms} */
 static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct error *err)
 {
-	static const char *const allowed[] = { "to", "epoch_ms", "rpo_ms", "copy_storage", NULL };
+	static const char *const allowed[] = { "to", "epoch_ms", "rpo_ms", "copy_storage", "sync",
+					       NULL };
 	int rc = check_args("replicate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -447,6 +450,10 @@ static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct err
 	if (copy && !json_is_boolean(copy))
 		return error_set(err, EINVAL, "replicate: \"copy_storage\" must be true or false");
 	p.copy_storage = json_is_true(copy);
+	json_t *sync = json_object_get(args, "sync");
+	if (sync && !json_is_boolean(sync))
+		return error_set(err, EINVAL, "replicate: \"sync\" must be true or false");
+	p.sync = json_is_true(sync);
 	if ((rc = replica_start(opaque, json_string_value(to), &p, err)))
 		return rc;
 	struct replica_stats st;

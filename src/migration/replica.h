@@ -46,6 +46,10 @@ struct replica_params {
 	uint32_t epoch_ms;      /* how often an epoch is taken */
 	uint32_t rpo_ms;        /* the objective the status reports against */
 	bool copy_storage;      /* the disks too: bulk copy, then written blocks each epoch */
+	/* Synchronous: what the guest sends on its NICs is held until the
+	 * epoch that produced it is on the standby (Remus), so no client sees
+	 * output from state the replica lacks. */
+	bool sync;
 };
 
 struct replica_stats {

@@ -224,6 +224,9 @@ static void *replication_main(void *arg)
 		rp->dc_on = true;
 	}
 	vm_sync_dirty(vm, bitmap);
+	bool holding = rp->st.params.sync;
+	if (holding)
+		vm_net_hold(vm, true);
 	uint64_t len = 0, pages = 0, disk_bytes = 0;
 	struct replica_epoch_header h = { .flags = REPLICA_BULK, .epoch = 0 };
 	if (write_epoch(rp, memfd, NULL, &len, &pages, &disk_bytes, &err) < 0)
@@ -275,6 +278,9 @@ static void *replication_main(void *arg)
 		}
 		memset(bitmap, 0, vm->ram.dirty_words * sizeof(uint64_t));
 		vm_sync_dirty(vm, bitmap);
+		/* What the NICs sent up to this pause came from the state this
+		 * epoch captures: it goes out once the epoch is acknowledged. */
+		uint64_t barrier = holding ? vm_net_barrier(vm) : 0;
 		int rc = write_epoch(rp, memfd, bitmap, &len, &pages, &disk_bytes, &err);
 		if (paused_here && vm_resume(vm, &perr) < 0)
 			log_error("replication: resuming after epoch %llu: %s",
@@ -285,6 +291,8 @@ static void *replication_main(void *arg)
 		h = (struct replica_epoch_header){ .epoch = epoch, .length = len };
 		if (send_epoch(fd, memfd, &h, &err) < 0 || wait_ack(fd, epoch, &err) < 0)
 			goto fail;
+		if (holding)
+			vm_net_release(vm, barrier);
 		pthread_mutex_lock(&rp->lock);
 		rp->st.epochs_acked = epoch;
 		rp->acked_taken_ns = t_pause;
@@ -319,6 +327,9 @@ out:
 		disk_copy_end(&rp->dc);
 		rp->dc_on = false;
 	}
+	/* Unprotected from here: what is held goes out, and nothing more is. */
+	if (rp->st.params.sync)
+		vm_net_hold(vm, false);
 	free(bitmap);
 	return NULL;
 }

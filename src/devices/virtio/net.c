@@ -32,6 +32,7 @@
  * avail index) so a snapshot never holds half-used buffers, and the packet
  * itself is part of the saved state. */
 #include "devices/virtio/net.h"
+#include "devices/virtio/net_hold.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -106,6 +107,7 @@ struct net {
 	/* frame bytes received and sent, for the host agent's load figures
 	 * (virtio_net_io); relaxed atomics */
 	uint64_t rx_bytes, tx_bytes;
+	struct net_hold hold;           /* replication's synchronous mode */
 
 	/* The I/O thread's while busy; the life-cycle calls' while it is idle. */
 	uint64_t features;              /* negotiated, from activate */
@@ -453,7 +455,10 @@ static bool serve_tx(struct net *n)
 		int cnt = 0;
 		for (unsigned i = 0; i < c->nsegs && !c->segs[i].write; i++)
 			n->iov[cnt++] = (struct iovec){ c->segs[i].host, c->segs[i].len };
-		ssize_t w = tap_writev(&n->tap, n->iov, cnt);
+		/* Held (synchronous replication): to the TAP once its epoch is
+		 * safe on the standby; to the guest it is sent. */
+		ssize_t w = net_hold_take(&n->hold, n->iov, cnt) ? (ssize_t)c->readable :
+			    tap_writev(&n->tap, n->iov, cnt);
 		if (w == -EAGAIN) {
 			/* Take it again when the TAP has room. */
 			vq_unpop(q, 1);
@@ -912,6 +917,7 @@ static void net_free(struct net *n)
 		kick(n);
 		pthread_join(n->thread, NULL);
 	}
+	net_hold_destroy(&n->hold);
 	tap_close(&n->tap);
 	if (n->wake_fd >= 0)
 		close(n->wake_fd);
@@ -980,6 +986,7 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
 	n->wake_fd = -1;
 	n->status = VIRTIO_NET_S_LINK_UP;
 	n->promisc = true;
+	net_hold_init(&n->hold);
 	int rc = pthread_mutex_init(&n->lock, NULL);
 	if (rc) {
 		error_errno(err, rc, "%s: cannot create a lock", id);
@@ -1028,6 +1035,30 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
 fail:
 	net_free(n);
 	return NULL;
+}
+
+void virtio_net_hold(struct virtio_mmio *t, bool on)
+{
+	struct net *n = registry_find(t);
+	if (!n)
+		return;
+	if (on)
+		net_hold_start(&n->hold);
+	else
+		net_hold_stop(&n->hold, &n->tap);
+}
+
+uint64_t virtio_net_hold_barrier(struct virtio_mmio *t)
+{
+	struct net *n = registry_find(t);
+	return n ? net_hold_barrier(&n->hold) : 0;
+}
+
+void virtio_net_hold_release(struct virtio_mmio *t, uint64_t barrier)
+{
+	struct net *n = registry_find(t);
+	if (n)
+		net_hold_release(&n->hold, &n->tap, barrier);
 }
 
 void virtio_net_io(struct virtio_mmio *t, uint64_t *rx, uint64_t *tx)

@@ -101,6 +101,11 @@ struct virtio_mmio *virtio_net_create(const char *id, uint64_t base, struct irq_
  * its VIRTIO_NET_CTRL_ANNOUNCE_ACK clears the bit. Otherwise nothing.
  * `t` must come from virtio_net_create. Thread-safe. */
 void virtio_net_announce(struct virtio_mmio *t);
+/* Replication's synchronous mode (net_hold.h): hold the frames the guest
+ * sends; a barrier per epoch; release those before a barrier. */
+void virtio_net_hold(struct virtio_mmio *t, bool on);
+uint64_t virtio_net_hold_barrier(struct virtio_mmio *t);
+void virtio_net_hold_release(struct virtio_mmio *t, uint64_t barrier);
 /* Frame bytes received and sent (a count of this process's work). */
 void virtio_net_io(struct virtio_mmio *t, uint64_t *rx, uint64_t *tx);
 /* Sends one RARP broadcast with the guest's MAC out of the TAP, so that
