@@ -10,6 +10,11 @@ is in the standby's disk and intact, no record there is torn, and the
 heartbeat shows how much guest time was lost (bounded by an epoch plus
 its transfer).
 
+Then fail-back: the VM, now at the standby site, is replicated back to a
+new standby at home until protected, the replication is stopped, and a
+planned live migration (disk included) brings it home, records and
+memory intact.
+
 Also: requests that would clash with the replication (a migration, a
 second replication, bad epochs) are refused and change nothing; a
 replication whose standby is not there fails, naming why, and the VM runs
@@ -88,7 +93,10 @@ def source(tmp_path_factory):
                     "tern.dirtier=-s,32,-r,16").boot()
     vm.work = work
     vm.sh("diskrec append /dev/vda -r 50 > /tmp/append.log 2>&1 & echo $! > /tmp/append.pid")
+    vm.others = []                  # every other VMM of the module, closed at the end
     yield vm
+    for other in vm.others:
+        other.close()
     vm.close()
 
 
@@ -110,7 +118,10 @@ def test_replicate_then_fail_over(source):
     replica_disk = source.work / "standby" / "replica.img"
     standby = Vm(source.work / "standby", replica=uri, disks=[replica_disk]).start() \
         .wait_listening()
-    try:
+    source.others.append(standby)
+    source.standby = standby
+    source.replica_disk = replica_disk
+    if True:
         bad = [({"to": uri, "epoch_ms": 5}, "epoch_ms"),
                ({"to": 7}, "to"),
                ({"to": uri, "colour": 1}, "colour")]
@@ -178,5 +189,47 @@ def test_replicate_then_fail_over(source):
               "in the replica's disk")
         assert n >= safe and not torn, (n, safe, torn)
         assert not list((source.work / "standby").glob(".*tmp*"))
-    finally:
-        standby.close()
+
+
+def test_fail_back_home(source):
+    """Reverse the replication (the failed-over VM protected by a standby
+    at home), then a planned live migration home with its disk."""
+    vm = source.standby
+    assert vm.api("status")["result"]["state"] == "running"
+    home = source.work / "home"
+    uri = f"tcp:127.0.0.1:{free_port()}"
+    back = Vm(home / "standby", replica=uri, disks=[home / "standby" / "disk.img"]).start() \
+        .wait_listening()
+    source.others.append(back)
+    r = vm.api("replicate", dict(to=uri, epoch_ms=EPOCH_MS, copy_storage=True))
+    assert r["ok"], r
+    wait_for("the way back protected", lambda: vm.api("replicate-status")["result"]["epoch"]
+             >= 3, 120)
+    # Home is ready: the protection ends, the standby there is let go (it
+    # leaves no file), and the VM moves home for real.
+    assert vm.api("replicate-stop")["ok"]
+    assert back.api("replica-stop")["ok"]
+    assert back.proc.wait(30) == 0
+    assert not (home / "standby" / "disk.img").exists()
+    safe = acked(vm)
+    port = free_port()
+    home_disk = home / "disk.img"
+    dst = Vm(home / "vm", incoming=f"tcp:127.0.0.1:{port}", disks=[home_disk]).start() \
+        .wait_listening()
+    source.others.append(dst)
+    r = vm.api("migrate", dict(to=f"tcp:127.0.0.1:{port}", copy_storage=True))
+    assert r["ok"], r
+    st = wait_for("the migration home", lambda: (lambda s: s if s["phase"] in (
+        "completed", "failed", "cancelled") else None)(vm.api("migrate-status")["result"]),
+        180)
+    assert st["phase"] == "completed", st
+    dst.attach(timeout=60)
+    vm.proc.wait(30)
+    out = dst.sh("kill -USR2 $(cat /tmp/dirtier.pid); i=0; while [ $(grep -c verify "
+                 "/tmp/dirtier.log) -lt 2 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; "
+                 "grep verify /tmp/dirtier.log | tail -1", timeout=120)
+    assert "verify ok" in out, out
+    assert acked(dst) >= safe
+    n, torn = records(home_disk)
+    print(f"\nfail-back: home with {n} intact records ({safe} acknowledged before the move)")
+    assert n >= safe and not torn, (n, safe, torn)
