@@ -74,7 +74,8 @@ def http_unix(path, method, url, body=None, timeout=60):
 class ClusterLab:
     def __init__(self, n, workdir=DEFAULT_DIR, name=None, etcd_members=1, lease_ttl=4,
                  tern=None, ternd=None, memory_mib=2048, cpu_milli=1000, balance=True,
-                 extra_args=(), log=print, etcd_on_network=False):
+                 extra_args=(), log=print, etcd_on_network=False, lab=None, first=0,
+                 site=None, shared_dir=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n = n
@@ -83,12 +84,22 @@ class ClusterLab:
         self.lease_ttl = lease_ttl
         self.log = log
         self.agents = [None] * n
-        self.lab = Lab(n, name=name)
+        # A site of a larger lab: hosts first..first+n-1 of a shared Lab,
+        # with an etcd and agents of its own (the caller closes the lab).
+        self.shared_lab = lab is not None
+        self.first = first
+        self.site = site
+        self.lab = lab if lab is not None else Lab(n, name=name)
         self.etcd_dir = self.workdir / "etcd"
         try:
-            self.token_file = self.workdir / "token"
-            self.token_file.write_text(secrets.token_hex(24) + "\n")
-            self.token_file.chmod(0o600)
+            # Sites of one lab share the token and the TLS CA (shared_dir):
+            # their agents call each other, their VMMs replicate to each other.
+            self.shared = Path(shared_dir) if shared_dir else self.workdir
+            self.shared.mkdir(parents=True, exist_ok=True)
+            self.token_file = self.shared / "token"
+            if not self.token_file.exists():
+                self.token_file.write_text(secrets.token_hex(24) + "\n")
+                self.token_file.chmod(0o600)
             self.etcd_proc = None
             self.endpoints = (self._start_etcd_on_network() if etcd_on_network
                               else self._start_etcd(etcd_members))
@@ -143,15 +154,18 @@ class ClusterLab:
         return url
 
     def _make_certs(self):
-        tls = self.workdir / "tls"
+        tls = self.shared / "tls"
         mk = ["bash", str(REPO / "scripts" / "mkcerts.sh")]
         if not (tls / "ca" / "ca.pem").exists():
             subprocess.run(mk + ["ca", str(tls / "ca")], check=True, capture_output=True)
-        for h in self.lab.hosts:
+        for h in self.lab.hosts[self.first:self.first + self.n]:
             d = tls / f"h{h.index}"
             if not (d / "host.pem").exists():
                 subprocess.run(mk + ["host", str(tls / "ca"), str(d), f"h{h.index}",
                                      f"IP:{h.ip}"], check=True, capture_output=True)
+
+    def host(self, i):
+        return self.lab.hosts[self.first + i]
 
     def host_name(self, i):
         return f"h{i}"
@@ -160,17 +174,19 @@ class ClusterLab:
         return self.workdir / self.host_name(i) / "api.sock"
 
     def start_agent(self, i):
-        h = self.lab.hosts[i]
+        h = self.host(i)
         state = self.workdir / self.host_name(i)
         state.mkdir(parents=True, exist_ok=True)
         cmd = [self.ternd, "--name", self.host_name(i), "--etcd", self.endpoints,
                "--state-dir", str(state), "--listen", f"{h.ip}:{AGENT_PORT}",
                "--token-file", str(self.token_file), "--ip", h.ip, "--bridge", "br0",
-               "--tls-dir", str(self.workdir / "tls" / f"h{i}"), "--tern", self.tern,
+               "--tls-dir", str(self.shared / "tls" / f"h{h.index}"), "--tern", self.tern,
                "--lease-ttl", str(self.lease_ttl), "--memory-mib", str(self.args["memory_mib"]),
                "--cpu-milli", str(self.args["cpu_milli"])] + self.args["extra"]
         if not self.args["balance"]:
             cmd.append("--no-balance")
+        if self.site:
+            cmd += ["--site", self.site]
         # A socket left by a killed agent would look like a ready one.
         self.sock(i).unlink(missing_ok=True)
         log = open(state / "ternd.log", "ab")
@@ -232,7 +248,7 @@ class ClusterLab:
 
     def kill_host(self, i):
         """The host dies: its agent and every process in its namespace, at once."""
-        ns = self.lab.hosts[i].ns
+        ns = self.host(i).ns
         pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
                               text=True).stdout.split()
         for pid in pids:
@@ -268,7 +284,8 @@ class ClusterLab:
                 self.etcd_proc.wait()
         subprocess.run(["bash", str(REPO / "scripts" / "etcd-lab.sh"), "stop",
                         str(self.etcd_dir)], capture_output=True, timeout=60)
-        self.lab.close()
+        if not self.shared_lab:
+            self.lab.close()
         for f in (self.workdir / "agent", LAB_AGENT_FILE):
             try:
                 if f.read_text().strip() == f"unix:{self.sock(0)}":

@@ -20,6 +20,7 @@ struct rest_server;
 
 struct agent_config {
 	char name[CL_NAME_MAX];      /* this host's name */
+	char site[CL_NAME_MAX];      /* this cluster's site name (DR, dr.c) */
 	char etcd[512];              /* etcd endpoints (etcd_open) */
 	char prefix[AGENT_PREFIX_MAX]; /* key prefix, "/tern" */
 	char state_dir[200];         /* api.sock, vms/NAME/... */
@@ -42,6 +43,7 @@ struct agent_vm {
 	struct vmproc proc;
 	int64_t owner_rev;           /* mod_revision of our owner record: the fencing token */
 	bool incoming;               /* a migration's destination, not ours until handed over */
+	bool replica;                /* a DR standby for another site's VM (dr.c) */
 	bool migrating;              /* a migration away from here is under way */
 	int64_t incoming_since_ns;
 };
@@ -92,6 +94,8 @@ void agent_vmproc_env(const struct agent *a, struct vmproc_env *env, char *run_d
 void *agent_controller_main(void *arg);
 /* agent_api.c */
 int agent_api_register(struct agent *a, struct error *err);
+/* dr.c: sites, protection, standbys, fail-over */
+int agent_dr_register(struct agent *a, struct error *err);
 
 int64_t agent_now_ns(void);
 

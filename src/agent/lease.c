@@ -21,8 +21,9 @@ static json_t *host_record(const struct agent *a)
 {
 	char lease[32];
 	snprintf(lease, sizeof(lease), "%lld", (long long)a->lease);
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:i}", "name", a->cfg.name,
-			 "ip", a->cfg.ip, "api", a->cfg.tcp, "cpu_milli", (json_int_t)a->cfg.cpu_milli,
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:i}", "name", a->cfg.name,
+			 "site", a->cfg.site, "ip", a->cfg.ip, "api", a->cfg.tcp,
+			 "cpu_milli", (json_int_t)a->cfg.cpu_milli,
 			 "mem_bytes", (json_int_t)a->cfg.mem_bytes, "lease", lease,
 			 "lease_ttl_s", (int)a->cfg.lease_ttl_s);
 }
@@ -80,7 +81,8 @@ static void publish_load(struct agent *a)
 	unsigned n = 0;
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
-		if (a->vms[i].used && a->vms[i].proc.pid && !a->vms[i].incoming)
+		if (a->vms[i].used && a->vms[i].proc.pid && !a->vms[i].incoming &&
+		    !a->vms[i].replica)
 			procs[n++] = a->vms[i].proc;
 	pthread_mutex_unlock(&a->lock);
 	int64_t now = agent_now_ns();

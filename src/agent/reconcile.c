@@ -167,6 +167,14 @@ static void reconcile_once(struct agent *a)
 		const char *host = owner_host(owner);
 		bool ours = host && !strcmp(host, a->cfg.name);
 		bool gone = vmproc_reap(&v->proc);
+		if (v->replica) {
+			if (gone) {
+				log_warn("ternd %s: the standby for %s exited (status %d)", a->cfg.name,
+					 v->spec.name, v->proc.exit_status);
+				v->used = false;
+			}
+			continue;       /* another site's VM: dr.c adopts it at failover */
+		}
 		if (v->incoming) {
 			if (gone) {
 				log_info("ternd %s: the incoming VMM for %s exited (status %d): the "

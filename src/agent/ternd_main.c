@@ -33,6 +33,7 @@ static void usage(FILE *out)
 		"  --tls-dir DIR       migration TLS credentials for the VMMs; --no-tls: none\n"
 		"  --bridge BR         a VM with a \"tap\" in its spec gets that TAP, made by\n"
 		"                      the agent, on bridge BR of this host\n"
+		"  --site NAME         this cluster's site, for disaster recovery (default local)\n"
 		"  --no-balance        as the controller, never move VMs to balance the load\n"
 		"                      (drains and HA restarts still happen)\n"
 		"  --log-level LEVEL   error, warning, info or debug\n");
@@ -84,7 +85,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 1, O_ETCD, O_STATE, O_LISTEN, O_TOKEN, O_IP, O_CPU, O_MEM, O_TTL,
-	       O_PREFIX, O_TERN, O_TLS, O_NO_TLS, O_LOG, O_HELP, O_NO_BALANCE, O_BRIDGE };
+	       O_PREFIX, O_TERN, O_TLS, O_NO_TLS, O_LOG, O_HELP, O_NO_BALANCE, O_BRIDGE, O_SITE };
 	static const struct option options[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "etcd", required_argument, NULL, O_ETCD },
@@ -103,6 +104,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ "no-balance", no_argument, NULL, O_NO_BALANCE },
 		{ "bridge", required_argument, NULL, O_BRIDGE },
+		{ "site", required_argument, NULL, O_SITE },
 		{ 0 },
 	};
 	static struct agent a;
@@ -112,6 +114,7 @@ int main(int argc, char **argv)
 	c->mem_bytes = 4096ull << 20;
 	c->lease_ttl_s = 6;
 	c->balance = true;
+	snprintf(c->site, sizeof(c->site), "local");
 	snprintf(c->prefix, sizeof(c->prefix), "/tern");
 	default_tern_binary(c->tern_binary, sizeof(c->tern_binary));
 	bool tls_chosen = false;
@@ -170,6 +173,7 @@ int main(int argc, char **argv)
 		case O_HELP: usage(stdout); return 0;
 		case O_NO_BALANCE: c->balance = false; break;
 		case O_BRIDGE: rc = copy_opt(c->bridge, sizeof(c->bridge), optarg, "--bridge"); break;
+		case O_SITE: rc = copy_opt(c->site, sizeof(c->site), optarg, "--site"); break;
 		case ':':
 			fprintf(stderr, "ternd: option %s needs a value\n", argv[optind - 1]);
 			return 2;

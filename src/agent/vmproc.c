@@ -127,8 +127,8 @@ static int64_t now_ns(void)
 
 /* The argument vector of `tern vm run` for spec; strings live in buf. */
 static int build_argv(const struct vmproc *p, const struct vmproc_env *env,
-		      const struct vm_spec *s, const char *incoming, char **argv, size_t max,
-		      char (*buf)[320])
+		      const struct vm_spec *s, const char *incoming, bool replica, char **argv,
+		      size_t max, char (*buf)[320])
 {
 	size_t n = 0, b = 0;
 #define ARG(x) do { if (n + 1 >= max) return -E2BIG; argv[n++] = (char *)(x); } while (0)
@@ -137,7 +137,7 @@ static int build_argv(const struct vmproc *p, const struct vmproc_env *env,
 	ARG("vm");
 	ARG("run");
 	if (incoming) {
-		ARG("--incoming");
+		ARG(replica ? "--replica" : "--incoming");
 		ARG(incoming);
 	} else {
 		ARG("--kernel");
@@ -287,8 +287,8 @@ static void vmm_child(void *ctx)
 	_exit(127);
 }
 
-int vmproc_start(struct vmproc *p, const struct vmproc_env *env, const struct vm_spec *spec,
-		 const char *incoming, int timeout_ms, struct error *err)
+static int start(struct vmproc *p, const struct vmproc_env *env, const struct vm_spec *spec,
+		 const char *incoming, bool replica, int timeout_ms, struct error *err)
 {
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", spec->name);
@@ -300,7 +300,7 @@ int vmproc_start(struct vmproc *p, const struct vmproc_env *env, const struct vm
 		return error_errno(err, errno, "cannot create %s", p->dir);
 	char *argv[40];
 	char buf[8][320];
-	if (build_argv(p, env, spec, incoming, argv, 40, buf) < 0)
+	if (build_argv(p, env, spec, incoming, replica, argv, 40, buf) < 0)
 		return error_set(err, E2BIG, "too many VMM arguments");
 	char log_path[320];
 	snprintf(log_path, sizeof(log_path), "%s/tern.log", p->dir);
@@ -354,6 +354,19 @@ int vmproc_start(struct vmproc *p, const struct vmproc_env *env, const struct vm
 	log_info("started the VMM for %s (pid %d%s%s)", spec->name, (int)pid,
 		 incoming ? ", incoming on " : "", incoming ? incoming : "");
 	return 0;
+}
+
+int vmproc_start(struct vmproc *p, const struct vmproc_env *env, const struct vm_spec *spec,
+		 const char *incoming, int timeout_ms, struct error *err)
+{
+	return start(p, env, spec, incoming, false, timeout_ms, err);
+}
+
+int vmproc_start_replica(struct vmproc *p, const struct vmproc_env *env,
+			 const struct vm_spec *spec, const char *uri, int timeout_ms,
+			 struct error *err)
+{
+	return start(p, env, spec, uri, true, timeout_ms, err);
 }
 
 bool vmproc_reap(struct vmproc *p)

@@ -63,6 +63,10 @@ int vmproc_start(struct vmproc *p, const struct vmproc_env *env, const struct vm
 		 const char *incoming, int timeout_ms, struct error *err);
 /* Removes the TAP made for it, once it is gone. */
 void vmproc_release(struct vmproc *p);
+/* The same as a replication standby (`tern vm run --replica uri`). */
+int vmproc_start_replica(struct vmproc *p, const struct vmproc_env *env,
+			 const struct vm_spec *spec, const char *uri, int timeout_ms,
+			 struct error *err);
 /* Reaps it if it exited (non-blocking); true if it is gone. */
 bool vmproc_reap(struct vmproc *p);
 /* SIGKILL and reap. */

@@ -33,6 +33,9 @@ struct cli {
 	const char *spec_file;
 	const char *name, *kernel, *initrd, *cmdline, *disk, *tap, *mac;
 	const char *kind, *vms, *hosts;         /* tern rule create */
+	const char *site_agent;                 /* tern site add */
+	long rpo_ms, epoch_ms;                  /* tern dr protect */
+	bool sync, force;
 	long memory_mib, cpus;
 	int argc;
 	char **argv;                 /* the positional arguments */
@@ -54,7 +57,7 @@ static int parse(struct cli *c, int argc, char **argv)
 {
 	enum { O_AGENT = 1, O_TOKEN, O_JSON, O_DRY, O_TO, O_SPEC, O_KERNEL, O_INITRD, O_CMDLINE,
 	       O_MEMORY, O_CPUS, O_DISK, O_TAP, O_MAC, O_ENABLE, O_DISABLE, O_KIND, O_VMS,
-	       O_HOSTS };
+	       O_HOSTS, O_SITE_AGENT, O_RPO, O_EPOCH, O_SYNC, O_FORCE };
 	static const struct option options[] = {
 		{ "agent", required_argument, NULL, O_AGENT },
 		{ "token-file", required_argument, NULL, O_TOKEN },
@@ -75,6 +78,11 @@ static int parse(struct cli *c, int argc, char **argv)
 		{ "kind", required_argument, NULL, O_KIND },
 		{ "vms", required_argument, NULL, O_VMS },
 		{ "hosts", required_argument, NULL, O_HOSTS },
+		{ "site-agent", required_argument, NULL, O_SITE_AGENT },
+		{ "rpo", required_argument, NULL, O_RPO },
+		{ "epoch", required_argument, NULL, O_EPOCH },
+		{ "sync", no_argument, NULL, O_SYNC },
+		{ "force", no_argument, NULL, O_FORCE },
 		{ 0 },
 	};
 	c->auto_balance = -1;
@@ -103,6 +111,11 @@ static int parse(struct cli *c, int argc, char **argv)
 		case O_KIND: c->kind = optarg; break;
 		case O_VMS: c->vms = optarg; break;
 		case O_HOSTS: c->hosts = optarg; break;
+		case O_SITE_AGENT: c->site_agent = optarg; break;
+		case O_SYNC: c->sync = true; break;
+		case O_FORCE: c->force = true; break;
+		case O_RPO:
+		case O_EPOCH:
 		case O_MEMORY:
 		case O_CPUS: {
 			long v = strtol(optarg, &end, 10);
@@ -111,7 +124,8 @@ static int parse(struct cli *c, int argc, char **argv)
 					argv[optind - 1], optarg);
 				return EXIT_USAGE;
 			}
-			*(opt == O_MEMORY ? &c->memory_mib : &c->cpus) = v;
+			*(opt == O_MEMORY ? &c->memory_mib : opt == O_CPUS ? &c->cpus :
+			  opt == O_RPO ? &c->rpo_ms : &c->epoch_ms) = v;
 			break;
 		}
 		case ':':
@@ -447,6 +461,114 @@ int cmd_rule(int argc, char **argv)
 	if (!body || request(&c, "POST", "/v1/rules", body, &r))
 		return EXIT_ERROR;
 	return print_result(&c, r, "rule %s set\n", c.name);
+}
+
+int cmd_site(int argc, char **argv)
+{
+	struct cli c = { 0 };
+	if (argc < 2) {
+		fprintf(stderr, "tern: site list | add NAME --site-agent http://IP:PORT\n");
+		return EXIT_USAGE;
+	}
+	const char *sub = argv[1];
+	int rc = parse(&c, argc - 1, argv + 1);
+	if (rc)
+		return rc;
+	json_t *r;
+	if (!strcmp(sub, "list")) {
+		if (request(&c, "GET", "/v1/sites", NULL, &r))
+			return EXIT_ERROR;
+		if (!c.json) {
+			printf("this site: %s\n", str(r, "site"));
+			size_t i;
+			json_t *s;
+			json_array_foreach(json_object_get(r, "sites"), i, s)
+				printf("%-16s %s\n", str(s, "name"), str(s, "api"));
+		}
+		return print_result(&c, r, "%s", "");
+	}
+	if (strcmp(sub, "add")) {
+		fprintf(stderr, "tern: unknown command \"site %s\"\n", sub);
+		return EXIT_USAGE;
+	}
+	if ((rc = one_name(&c, sub)))
+		return rc;
+	if (!c.site_agent) {
+		fprintf(stderr, "tern: site add NAME --site-agent http://IP:PORT\n");
+		return EXIT_USAGE;
+	}
+	char path[200];
+	snprintf(path, sizeof(path), "/v1/sites/%s", c.name);
+	if (request(&c, "PUT", path, json_pack("{s:s}", "api", c.site_agent), &r))
+		return EXIT_ERROR;
+	return print_result(&c, r, "site %s: %s\n", c.name, c.site_agent);
+}
+
+int cmd_dr(int argc, char **argv)
+{
+	struct cli c = { 0 };
+	if (argc < 2) {
+		fprintf(stderr, "tern: dr protect VM --to SITE [--rpo MS] [--epoch MS] [--sync] | "
+			"status | failover VM [--force]\n");
+		return EXIT_USAGE;
+	}
+	const char *sub = argv[1];
+	int rc = parse(&c, argc - 1, argv + 1);
+	if (rc)
+		return rc;
+	json_t *r;
+	if (!strcmp(sub, "status")) {
+		if (request(&c, "GET", "/v1/dr", NULL, &r))
+			return EXIT_ERROR;
+		if (!c.json) {
+			printf("site %s\n", str(r, "site"));
+			size_t i;
+			json_t *p;
+			json_array_foreach(json_object_get(r, "protected"), i, p) {
+				json_t *st = json_object_get(p, "status");
+				printf("  %-16s -> %s/%s  epoch %lld  lag %lld ms  RPO %s  %s\n",
+				       str(p, "vm"), str(p, "site"), str(p, "host"), num(st, "epoch"),
+				       num(st, "lag_ms"),
+				       json_is_true(json_object_get(st, "rpo_met")) ? "met" : "NOT met",
+				       st ? str(st, "phase") : str(p, "status_error"));
+			}
+			json_array_foreach(json_object_get(r, "standbys"), i, p) {
+				json_t *st = json_object_get(p, "status");
+				printf("  standby %-8s <- %s  on %s  epoch %lld  %s\n", str(p, "vm"),
+				       str(p, "from_site"), str(p, "host"), num(st, "epoch"),
+				       st ? str(st, "phase") : str(p, "status_error"));
+			}
+		}
+		return print_result(&c, r, "%s", "");
+	}
+	if ((rc = one_name(&c, sub)))
+		return rc;
+	char path[200];
+	if (!strcmp(sub, "protect")) {
+		if (!c.to) {
+			fprintf(stderr, "tern: dr protect VM --to SITE\n");
+			return EXIT_USAGE;
+		}
+		json_t *body = json_pack("{s:s, s:b}", "site", c.to, "sync", c.sync);
+		if (body && c.rpo_ms)
+			json_object_set_new(body, "rpo_ms", json_integer(c.rpo_ms));
+		if (body && c.epoch_ms)
+			json_object_set_new(body, "epoch_ms", json_integer(c.epoch_ms));
+		snprintf(path, sizeof(path), "/v1/vms/%s/protect", c.name);
+		if (request(&c, "POST", path, body, &r))
+			return EXIT_ERROR;
+		return print_result(&c, r, "VM %s protected by a standby at %s on %s\n", c.name,
+				    str(r, "site"), str(r, "host"));
+	}
+	if (!strcmp(sub, "failover")) {
+		snprintf(path, sizeof(path), "/v1/replicas/%s/failover", c.name);
+		if (request(&c, "POST", path, json_pack("{s:b}", "force", c.force), &r))
+			return EXIT_ERROR;
+		return print_result(&c, r, "VM %s runs on %s from epoch %lld\n", c.name,
+				    str(r, "host"), num(r, "epoch"));
+	}
+	fprintf(stderr, "tern: unknown command \"dr %s\"\n", sub);
+	return EXIT_USAGE;
 }
 
 int cmd_cluster(int argc, char **argv)

@@ -8,5 +8,7 @@ int cmd_host(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_cluster_vm(int argc, char **argv);
 int cmd_rule(int argc, char **argv);
+int cmd_site(int argc, char **argv);
+int cmd_dr(int argc, char **argv);
 
 #endif

@@ -68,6 +68,9 @@ static void usage(FILE *out)
 		"       tern rule create NAME --kind affinity|anti-affinity --vms A,B,...\n"
 		"       tern rule create NAME --kind host-affinity|host-anti-affinity --vms A,...\n"
 		"                       --hosts H1,...\n"
+		"       tern site list | add NAME --site-agent http://IP:PORT   (other sites)\n"
+		"       tern dr protect VM --to SITE [--rpo MS] [--epoch MS] [--sync]\n"
+		"       tern dr status | failover VM [--force]   (at the standby's site)\n"
 		"\n"
 		"vm run options:\n"
 		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"
@@ -792,6 +795,10 @@ int main(int argc, char **argv)
 		return cmd_cluster(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "rule"))
 		return cmd_rule(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "site"))
+		return cmd_site(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dr"))
+		return cmd_dr(argc - 1, argv + 1);
 	if (strcmp(argv[1], "vm") != 0 || argc < 3)
 		return usage_error("unknown command \"%s\"", argv[1]);
 	const char *sub = argv[2];

@@ -1,0 +1,137 @@
+"""Disaster recovery across two sites (docs/replication.md, "Sites"): one
+lab of four hosts split into site east (hosts 0-1, its own etcd and
+agents) and site west (hosts 2-3, its own etcd and agents), which know
+each other's agents (`tern site add`). A VM of east with a TCP echo
+session from the lab's client is protected synchronously to west (`tern
+dr protect --to west --sync`). Fail-over is refused while east still runs
+it; then the whole east site is lost (its agents, VMMs and etcd killed at
+once); fail-over without --force is refused (west cannot see east fenced),
+with --force the replica runs at west, as an ordinary VM of west (spec and
+owner record in west's etcd), exactly once, and the client's echo session
+carried on with no reply lost or repeated.
+
+The two sites share one L2 segment here (the lab's rack) rather than two
+bridges joined by a link; what the test needs of "a site is lost" is that
+all its processes die at once."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ternvm import INITRD, KERNEL, REPO, TERN_BIN as TERN, guest_images
+from test_cluster import vmm_processes, wait_for
+
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+from cluster_lab import ClusterLab  # noqa: E402
+from echo_client import EchoClient  # noqa: E402
+from lab import Lab  # noqa: E402
+
+TERND = os.environ.get("TERND_BIN", str(REPO / "build" / "ternd"))
+GUEST_IP = "10.90.0.60"
+ECHO_PORT = 7000
+
+
+def cli(site, *args, check=True):
+    p = subprocess.run([TERN, *args], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "TERN_AGENT": f"unix:{site.sock(0)}"})
+    if check and p.returncode != 0:
+        raise AssertionError(f"tern {' '.join(args)}: {p.stdout}{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    guest_images()
+    work = tmp_path_factory.mktemp("dr")
+    lab = Lab(4, name=f"d{os.getpid() % 10000}")
+    common = dict(lease_ttl=4, ternd=TERND, tern=TERN, memory_mib=1024, cpu_milli=4000,
+                  balance=False, lab=lab, shared_dir=work / "shared")
+    east = west = None
+    try:
+        east = ClusterLab(2, work / "east", site="east", first=0, **common)
+        west = ClusterLab(2, work / "west", site="west", first=2, **common)
+        yield east, west, lab
+    finally:
+        for s in (east, west):
+            if s is not None:
+                for i in range(2):
+                    try:
+                        print(f"---- {s.site} ternd h{i}\n" + s.agent_log(i)[-3000:])
+                    except OSError:
+                        pass
+                s.close()
+        lab.close()
+
+
+def test_protect_then_lose_a_site(sites):
+    east, west, lab = sites
+    cli(east, "site", "add", "west", "--site-agent", f"http://{west.host(0).ip}:7450")
+    cli(west, "site", "add", "east", "--site-agent", f"http://{east.host(0).ip}:7450")
+    sites_of_east = json.loads(cli(east, "site", "list", "--json").stdout)
+    assert sites_of_east["site"] == "east" and sites_of_east["sites"][0]["name"] == "west"
+
+    spec = {"name": "db", "memory_mib": 256, "kernel": str(KERNEL), "initrd": str(INITRD),
+            "cmdline": f"console=ttyS0 tern.ip={GUEST_IP}/24 tern.echoctr={ECHO_PORT} "
+                       "tern.dirtier=-s,16,-r,8",
+            "tap": "tldr0", "mac": "52:54:00:c4:00:01"}
+    status, reply = east.call(0, "POST", "/v1/vms", spec)
+    assert status == 200, reply
+    wait_for("db running at east",
+             lambda: east.vms().get("db", {}).get("state") == "running", 180)
+
+    # Bad requests: nothing changes.
+    status, reply = east.call(0, "POST", "/v1/vms/db/protect", {"site": "north"})
+    assert status == 404 and "no site north" in reply["error"], reply
+    status, reply = west.call(0, "POST", "/v1/replicas/db/failover", {})
+    assert status == 404 and "no standby" in reply["error"], reply
+    p = cli(east, "site", "add", "east", "--site-agent", "http://1.2.3.4:1", check=False)
+    assert p.returncode == 1 and "this site" in p.stderr, p
+
+    out = cli(east, "dr", "protect", "db", "--to", "west", "--rpo", "1000", "--epoch", "200",
+              "--sync").stdout
+    assert "protected by a standby at west" in out, out
+    st = wait_for("protection with the RPO met", lambda: (lambda d: d if d["protected"] and
+                  (d["protected"][0].get("status") or {}).get("epoch", 0) >= 3 and
+                  d["protected"][0]["status"]["rpo_met"] else None)(
+        json.loads(cli(east, "dr", "status", "--json").stdout)), 120)
+    print(f"\nprotected: {st['protected'][0]}")
+    wst = json.loads(cli(west, "dr", "status", "--json").stdout)
+    assert wst["standbys"][0]["vm"] == "db" and wst["standbys"][0]["status"]["consistent"], wst
+
+    # East still runs it: fail-over refused, even forced.
+    p = cli(west, "dr", "failover", "db", "--force", check=False)
+    assert p.returncode == 1 and "still runs at site east" in p.stderr, p
+
+    client = EchoClient(lab.client, GUEST_IP, ECHO_PORT, interval_ms=50)
+    client.start()
+    try:
+        client.wait_connected(timeout=60)
+        time.sleep(1.5)
+        # The whole east site is lost at once: agents, VMMs, etcd.
+        for i in range(2):
+            east.kill_host(i)
+        subprocess.run(["bash", str(REPO / "scripts" / "etcd-lab.sh"), "stop",
+                        str(east.etcd_dir)], capture_output=True, timeout=60)
+        assert not any(i < 2 for hosts in vmm_processes(west).values() for i in hosts)
+        p = cli(west, "dr", "failover", "db", check=False)
+        assert p.returncode == 1 and "--force" in p.stderr, p
+        t0 = time.monotonic()
+        out = cli(west, "dr", "failover", "db", "--force").stdout
+        print(f"failover: {out.strip()} ({time.monotonic() - t0:.2f} s)")
+        vms = wait_for("db an ordinary VM of west",
+                       lambda: (lambda v: v if v.get("db", {}).get("state") == "running"
+                                else None)(west.vms()), 30)
+        host = vms["db"]["host"]
+        procs = vmm_processes(west)
+        assert len(procs.get("db", [])) == 1, procs
+        time.sleep(3)
+    finally:
+        summary = client.stop()
+    print(f"echo across the site loss: {summary}")
+    assert summary["ok"] and summary["errors"] == 0 and summary["unanswered"] == 0, summary
+    assert json.loads(cli(west, "dr", "status", "--json").stdout)["standbys"] == []
+    assert host in ("h0", "h1")
