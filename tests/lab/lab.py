@@ -273,7 +273,7 @@ class Lab:
     """N hosts, a client and the fabric bridge joining them: see the module
     docstring. Use as a context manager, or call close()."""
 
-    def __init__(self, n, name=None, subnet=SUBNET, log=None):
+    def __init__(self, n, name=None, subnet=SUBNET, log=None, mac_base=MAC_BASE):
         if not 1 <= n <= MAX_HOSTS:
             raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {n}")
         self.name = name or _default_name()
@@ -281,6 +281,8 @@ class Lab:
             raise ValueError(f"lab name {self.name!r}: a lowercase letter, then up to 11 "
                              "lowercase letters or digits")
         self.subnet = subnet
+        self.mac_base = mac_base    # another lab to join() needs another one
+        self.joined = []            # (other lab, link name) made by join()
         self.log = log
         self._procs = []
         self._namespaces = []      # created by us, in creation order
@@ -321,10 +323,10 @@ class Lab:
     def _build(self):
         f = self.fabric
         self._add_namespace(f)
-        self._add_bridge(f, f"{MAC_BASE}:fe")
+        self._add_bridge(f, f"{self.mac_base}:fe")
         for h in self.hosts:
             self._add_namespace(h)
-            self._add_bridge(h, f"{MAC_BASE}:{HOST_BASE + h.index:02x}")
+            self._add_bridge(h, f"{self.mac_base}:{HOST_BASE + h.index:02x}")
             port = f"tlh{h.index}"
             f.ip_cmd("link", "add", port, "type", "veth", "peer", "name", Host.UPLINK,
                      "netns", h.ns)
@@ -338,7 +340,7 @@ class Lab:
         f.ip_cmd("link", "add", "tlc", "type", "veth", "peer", "name", "eth0", "netns", c.ns)
         f.ip_cmd("link", "set", "tlc", "master", "br0")
         f.ip_cmd("link", "set", "tlc", "up")
-        c.ip_cmd("link", "set", "eth0", "address", f"{MAC_BASE}:{CLIENT_HOST:02x}")
+        c.ip_cmd("link", "set", "eth0", "address", f"{self.mac_base}:{CLIENT_HOST:02x}")
         c.ip_cmd("addr", "add", f"{c.ip}/{PREFIX_LEN}", "dev", "eth0")
         c.ip_cmd("link", "set", "eth0", "up")
         # Every host must answer the client before the lab is handed out.
@@ -380,6 +382,33 @@ class Lab:
                 break
         self._add_namespace(node)
         return node
+
+    def join(self, other):
+        """Joins this lab's rack and another's (another subnet and
+        mac_base) with one link between the two fabric bridges, as two
+        sites joined by a line: one L2 segment, two subnets, each host and
+        client given an on-link route to the other's subnet. Returns the
+        link's name here; cut_join()/restore_join() take it down and up."""
+        link = f"tlj{len(self.joined)}"
+        self.fabric.ip_cmd("link", "add", link, "type", "veth", "peer", "name", link,
+                           "netns", other.fabric.ns)
+        for lab in (self, other):
+            lab.fabric.ip_cmd("link", "set", link, "master", "br0")
+            lab.fabric.ip_cmd("link", "set", link, "up")
+        for a, b in ((self, other), (other, self)):
+            for node in [*a.hosts, a.client]:
+                dev = "br0" if node in a.hosts else "eth0"
+                node.ip_cmd("route", "add", f"{b.subnet}.0/{PREFIX_LEN}", "dev", dev)
+        self.joined.append((other, link))
+        self.client.run("ping", "-q", "-c", "1", "-W", "3", other.hosts[0].ip, timeout=10)
+        return link
+
+    def cut_join(self, link="tlj0"):
+        """The line between the two sites goes down (both ends)."""
+        self.fabric.ip_cmd("link", "set", link, "down")
+
+    def restore_join(self, link="tlj0"):
+        self.fabric.ip_cmd("link", "set", link, "up")
 
     def link_down(self, i):
         """Cuts host i off the rack: its uplink goes down (the fabric's end
