@@ -94,6 +94,10 @@ void agent_vmproc_env(const struct agent *a, struct vmproc_env *env, char *run_d
 void *agent_controller_main(void *arg);
 /* agent_api.c */
 int agent_api_register(struct agent *a, struct error *err);
+/* Starts a VMM here that waits on a free port of this host for a
+ * migration (replica false) or a replication (true): *uri says where. */
+int agent_start_waiting_vmm(struct agent *a, const struct vm_spec *spec, bool replica,
+			    char *uri, size_t uri_size, struct error *err);
 /* dr.c: sites, protection, standbys, fail-over */
 int agent_dr_register(struct agent *a, struct error *err);
 

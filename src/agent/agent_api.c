@@ -219,6 +219,7 @@ static int migrate_vm(void *opaque, const struct rest_request *req, json_t **rep
 }
 
 /* A free TCP port on ip, as the kernel picks one. */
+/* A free TCP port on ip, as the kernel picks one. */
 static int free_port(const char *ip, struct error *err)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -236,37 +237,34 @@ static int free_port(const char *ip, struct error *err)
 	return rc < 0 ? rc : ntohs(sa.sin_port);
 }
 
-static int incoming(void *opaque, const struct rest_request *req, json_t **reply,
-		    struct error *err)
+int agent_start_waiting_vmm(struct agent *a, const struct vm_spec *spec, bool replica,
+			    char *uri, size_t uri_size, struct error *err)
 {
-	struct agent *a = opaque;
-	struct vm_spec spec;
-	int rc = vm_spec_from_json(json_object_get(req->body, "spec"), &spec, err);
-	if (rc < 0)
-		return rc;
 	pthread_mutex_lock(&a->lock);
-	bool busy = a->fenced || agent_find_vm(a, spec.name);
+	bool busy = a->fenced || agent_find_vm(a, spec->name);
 	pthread_mutex_unlock(&a->lock);
 	if (busy)
 		return error_set(err, EBUSY, "host %s cannot take %s now (fenced, or it has a VMM "
-				 "for it already)", a->cfg.name, spec.name);
+				 "for it already)", a->cfg.name, spec->name);
 	int port = free_port(a->cfg.ip, err);
 	if (port < 0)
 		return port;
-	char uri[96];
-	snprintf(uri, sizeof(uri), "tcp:%s:%d", a->cfg.ip, port);
+	snprintf(uri, uri_size, "tcp:%s:%d", a->cfg.ip, port);
 	struct vmproc_env env;
 	char run_dir[300];
 	agent_vmproc_env(a, &env, run_dir, sizeof(run_dir));
 	struct vmproc proc;
-	if ((rc = vmproc_start(&proc, &env, &spec, uri, INCOMING_START_MS, err)) < 0)
+	int rc = replica ? vmproc_start_replica(&proc, &env, spec, uri, INCOMING_START_MS, err)
+			 : vmproc_start(&proc, &env, spec, uri, INCOMING_START_MS, err);
+	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&a->lock);
 	struct agent_vm *v = agent_new_vm(a);
 	if (v) {
-		v->spec = spec;
+		v->spec = *spec;
 		v->proc = proc;
-		v->incoming = true;
+		v->replica = replica;
+		v->incoming = !replica;
 		v->incoming_since_ns = agent_now_ns();
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -275,6 +273,18 @@ static int incoming(void *opaque, const struct rest_request *req, json_t **reply
 		return error_set(err, ENOSPC, "host %s runs %d VMMs already", a->cfg.name,
 				 AGENT_MAX_VMS);
 	}
+	return 0;
+}
+
+static int incoming(void *opaque, const struct rest_request *req, json_t **reply,
+		    struct error *err)
+{
+	struct vm_spec spec;
+	char uri[96];
+	int rc = vm_spec_from_json(json_object_get(req->body, "spec"), &spec, err);
+	if (rc < 0 || (rc = agent_start_waiting_vmm(opaque, &spec, false, uri, sizeof(uri),
+						    err)) < 0)
+		return rc;
 	*reply = json_pack("{s:s}", "uri", uri);
 	return 0;
 }

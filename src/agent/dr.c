@@ -9,13 +9,10 @@
  * cannot be reached and the operator forces it), then runs the replica
  * and makes it an ordinary VM of this site (spec and owner record, by
  * compare-and-swap). */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -27,7 +24,6 @@
 #include "cluster/etcd.h"
 #include "util/log.h"
 
-#define STANDBY_START_MS 30000
 #define PEER_TIMEOUT_MS 5000
 
 int agent_call(struct agent *a, const char *api, const char *method, const char *path,
@@ -216,52 +212,13 @@ static int start_standby(void *opaque, const struct rest_request *req, json_t **
 		return rc;
 	if (!from)
 		return error_set(err, EINVAL, "a standby needs \"from_site\"");
-	pthread_mutex_lock(&a->lock);
-	bool busy = a->fenced || agent_find_vm(a, spec.name);
-	pthread_mutex_unlock(&a->lock);
-	if (busy)
-		return error_set(err, EBUSY, "host %s cannot take a standby for %s now", a->cfg.name,
-				 spec.name);
 	/* The replica's disk lives here, under the agent's directory. */
 	if (spec.disk[0] && (size_t)snprintf(spec.disk, sizeof(spec.disk), "%.150s/vms/%s/replica.img",
 					     a->cfg.state_dir, spec.name) >= sizeof(spec.disk))
 		return error_set(err, ENAMETOOLONG, "the state directory's path is too long");
-	int port = 0;
 	char uri[96];
-	/* A port the kernel picks, as for an incoming migration. */
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	if (fd < 0 || inet_pton(AF_INET, a->cfg.ip, &sa.sin_addr) != 1 ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return error_errno(err, e, "cannot find a free port on %s", a->cfg.ip);
-	}
-	port = ntohs(sa.sin_port);
-	close(fd);
-	snprintf(uri, sizeof(uri), "tcp:%s:%d", a->cfg.ip, port);
-	struct vmproc_env env;
-	char run_dir[300];
-	agent_vmproc_env(a, &env, run_dir, sizeof(run_dir));
-	struct vmproc proc;
-	if ((rc = vmproc_start_replica(&proc, &env, &spec, uri, STANDBY_START_MS, err)) < 0)
+	if ((rc = agent_start_waiting_vmm(a, &spec, true, uri, sizeof(uri), err)) < 0)
 		return rc;
-	pthread_mutex_lock(&a->lock);
-	struct agent_vm *v = agent_new_vm(a);
-	if (v) {
-		v->spec = spec;
-		v->proc = proc;
-		v->replica = true;
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (!v) {
-		vmproc_kill(&proc);
-		return error_set(err, ENOSPC, "host %s runs %d VMMs already", a->cfg.name,
-				 AGENT_MAX_VMS);
-	}
 	char key[300];
 	agent_key(a, key, sizeof(key), "replicas/%s", spec.name);
 	json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:o}", "vm", spec.name, "from_site", from,
