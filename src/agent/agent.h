@@ -5,6 +5,7 @@
 #ifndef TERN_AGENT_AGENT_H
 #define TERN_AGENT_AGENT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -98,6 +99,11 @@ int agent_api_register(struct agent *a, struct error *err);
  * migration (replica false) or a replication (true): *uri says where. */
 int agent_start_waiting_vmm(struct agent *a, const struct vm_spec *spec, bool replica,
 			    char *uri, size_t uri_size, struct error *err);
+/* The JSON records under what/, in key order, as a new array. */
+int agent_list_records(struct agent *a, const char *what, json_t **array, struct error *err);
+/* cluster_view.c: the host running vm in this site (host: CL_NAME_MAX
+ * bytes) and its agent's address (api: 64 bytes); -ENOENT, -EBUSY. */
+int agent_find_owner(struct agent *a, const char *vm, char *host, char *api, struct error *err);
 /* dr.c: sites, protection, standbys, fail-over */
 int agent_dr_register(struct agent *a, struct error *err);
 

@@ -175,7 +175,8 @@ static int delete_vm(void *opaque, const struct rest_request *req, json_t **repl
 	return 0;
 }
 
-/* The owner's agent runs the migration; others pass the order on. */
+/* The owner's agent runs the migration (agent_migrate_start checks the
+ * destination); others pass the order on. */
 static int migrate_vm(void *opaque, const struct rest_request *req, json_t **reply,
 		      struct error *err)
 {
@@ -184,27 +185,11 @@ static int migrate_vm(void *opaque, const struct rest_request *req, json_t **rep
 	const char *to = json_string_value(json_object_get(req->body, "to"));
 	if (!to)
 		return error_set(err, EINVAL, "migrate needs {\"to\": \"HOST\"}");
-	struct cluster_view cv;
-	int rc = cluster_view_read(a, &cv, err);
+	char host[CL_NAME_MAX], api[64];
+	int rc = agent_find_owner(a, vm, host, api, err);
 	if (rc < 0)
 		return rc;
-	int v = cluster_view_find_vm(&cv, vm);
-	int h = v >= 0 ? cv.st.vms[v].host : -1;
-	if (v < 0)
-		rc = error_set(err, ENOENT, "no VM %s in the cluster", vm);
-	else if (h < 0)
-		rc = error_set(err, EBUSY, "VM %s runs nowhere yet", vm);
-	else if (cl_host_find(&cv.st, to) < 0)
-		rc = error_set(err, ENOENT, "no host %s in the cluster", to);
-	else if (!strcmp(cv.st.hosts[h].name, to))
-		rc = error_set(err, EINVAL, "VM %s already runs on %s", vm, to);
-	char api[64];
-	snprintf(api, sizeof(api), "%s", h >= 0 ? cv.host_api[h] : "");
-	bool local = h >= 0 && !strcmp(cv.st.hosts[h].name, a->cfg.name);
-	cluster_view_free(&cv);
-	if (rc < 0)
-		return rc;
-	if (!local) {
+	if (strcmp(host, a->cfg.name)) {
 		char path[200];
 		snprintf(path, sizeof(path), "/v1/vms/%s/migrate", vm);
 		return agent_call(a, api, "POST", path, req->body, 30000, reply, err);
@@ -510,9 +495,7 @@ static int consolidate(void *opaque, const struct rest_request *req, json_t **re
 	return rc;
 }
 
-/* {field: [the JSON records under prefix/what/, in key order]} */
-static int list_records(struct agent *a, const char *what, const char *field, json_t **reply,
-			struct error *err)
+int agent_list_records(struct agent *a, const char *what, json_t **array, struct error *err)
 {
 	char prefix[128];
 	agent_key(a, prefix, sizeof(prefix), "%s/", what);
@@ -520,11 +503,22 @@ static int list_records(struct agent *a, const char *what, const char *field, js
 	int rc = store_list(a->etcd, prefix, &l, err);
 	if (rc < 0)
 		return rc;
-	json_t *list = json_array();
+	*array = json_array();
 	for (size_t i = 0; i < l.n; i++)
 		if (l.items[i].value)
-			json_array_append(list, l.items[i].value);
+			json_array_append(*array, l.items[i].value);
 	store_list_free(&l);
+	return *array ? 0 : error_set(err, ENOMEM, "out of memory");
+}
+
+/* {field: [the records under what/]} */
+static int list_records(struct agent *a, const char *what, const char *field, json_t **reply,
+			struct error *err)
+{
+	json_t *list;
+	int rc = agent_list_records(a, what, &list, err);
+	if (rc < 0)
+		return rc;
 	*reply = json_pack("{s:o}", field, list);
 	return *reply ? 0 : error_set(err, ENOMEM, "out of memory");
 }

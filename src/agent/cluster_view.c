@@ -197,3 +197,23 @@ void cluster_view_free(struct cluster_view *cv)
 	store_list_free(&cv->rules);
 	memset(cv, 0, sizeof(*cv));
 }
+
+int agent_find_owner(struct agent *a, const char *vm, char *host, char *api, struct error *err)
+{
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	int v = cluster_view_find_vm(&cv, vm);
+	int h = v >= 0 ? cv.st.vms[v].host : -1;
+	if (h >= 0) {
+		snprintf(host, CL_NAME_MAX, "%s", cv.st.hosts[h].name);
+		snprintf(api, 64, "%s", cv.host_api[h]);
+	}
+	cluster_view_free(&cv);
+	if (v < 0)
+		return error_set(err, ENOENT, "no VM %s at site %s", vm, a->cfg.site);
+	if (h < 0)
+		return error_set(err, EBUSY, "VM %s runs nowhere at site %s yet", vm, a->cfg.site);
+	return 0;
+}

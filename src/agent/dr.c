@@ -80,51 +80,14 @@ static int put_site(void *opaque, const struct rest_request *req, json_t **reply
 	return 0;
 }
 
-static int list_prefix(struct agent *a, const char *what, json_t **out, struct error *err)
-{
-	char prefix[128];
-	agent_key(a, prefix, sizeof(prefix), "%s/", what);
-	struct store_list l;
-	int rc = store_list(a->etcd, prefix, &l, err);
-	if (rc < 0)
-		return rc;
-	*out = json_array();
-	for (size_t i = 0; i < l.n; i++)
-		if (l.items[i].value)
-			json_array_append(*out, l.items[i].value);
-	store_list_free(&l);
-	return 0;
-}
-
 static int get_sites(void *opaque, const struct rest_request *req, json_t **reply,
 		     struct error *err)
 {
 	json_t *list;
-	int rc = list_prefix(opaque, "sites", &list, err);
+	int rc = agent_list_records(opaque, "sites", &list, err);
 	if (rc < 0)
 		return rc;
 	*reply = json_pack("{s:s, s:o}", "site", ((struct agent *)opaque)->cfg.site, "sites", list);
-	return 0;
-}
-
-/* The host running V in this site, and its agent's address; -ENOENT. */
-static int owner_of(struct agent *a, const char *vm, char *host, char *api, struct error *err)
-{
-	struct cluster_view cv;
-	int rc = cluster_view_read(a, &cv, err);
-	if (rc < 0)
-		return rc;
-	int v = cluster_view_find_vm(&cv, vm);
-	int h = v >= 0 ? cv.st.vms[v].host : -1;
-	if (h >= 0) {
-		snprintf(host, CL_NAME_MAX, "%s", cv.st.hosts[h].name);
-		snprintf(api, 64, "%s", cv.host_api[h]);
-	}
-	cluster_view_free(&cv);
-	if (v < 0)
-		return error_set(err, ENOENT, "no VM %s at site %s", vm, a->cfg.site);
-	if (h < 0)
-		return error_set(err, EBUSY, "VM %s runs nowhere at site %s yet", vm, a->cfg.site);
 	return 0;
 }
 
@@ -138,7 +101,7 @@ static int protect(void *opaque, const struct rest_request *req, json_t **reply,
 	if (!site)
 		return error_set(err, EINVAL, "protect needs {\"site\": NAME}");
 	char host[CL_NAME_MAX], api[64], remote[300];
-	int rc = owner_of(a, vm, host, api, err);
+	int rc = agent_find_owner(a, vm, host, api, err);
 	if (rc < 0)
 		return rc;
 	if (strcmp(host, a->cfg.name)) {
@@ -259,10 +222,10 @@ static int dr_status(void *opaque, const struct rest_request *req, json_t **repl
 {
 	struct agent *a = opaque;
 	json_t *prot, *reps;
-	int rc = list_prefix(a, "dr", &prot, err);
+	int rc = agent_list_records(a, "dr", &prot, err);
 	if (rc < 0)
 		return rc;
-	if ((rc = list_prefix(a, "replicas", &reps, err)) < 0) {
+	if ((rc = agent_list_records(a, "replicas", &reps, err)) < 0) {
 		json_decref(prot);
 		return rc;
 	}

@@ -145,8 +145,8 @@ static void reconcile_once(struct agent *a)
 		return;
 	}
 	/* VMs this host should boot, collected under the lock, booted after. */
-	struct { struct vm_spec spec; struct store_item owner; char key[300]; } todo[8];
-	unsigned n_todo = 0;
+	struct { struct vm_spec spec; struct store_item owner; char key[300]; } to_boot[8];
+	unsigned n_to_boot = 0;
 	int64_t now = agent_now_ns();
 
 	pthread_mutex_lock(&a->lock);
@@ -238,16 +238,16 @@ static void reconcile_once(struct agent *a)
 			continue;
 		snprintf(key, sizeof(key), "%s%s/spec", prefix, name);
 		const struct store_item *spec = store_find(&l, key);
-		if (!strcmp(owner_state(owner), "start") && spec && n_todo < 8) {
+		if (!strcmp(owner_state(owner), "start") && spec && n_to_boot < 8) {
 			struct error e2 = { 0 };
-			if (vm_spec_from_json(spec->value, &todo[n_todo].spec, &e2) < 0) {
+			if (vm_spec_from_json(spec->value, &to_boot[n_to_boot].spec, &e2) < 0) {
 				log_error("ternd %s: VM %s: bad spec in etcd: %s", a->cfg.name, name,
 					  e2.msg);
 				continue;
 			}
-			todo[n_todo].owner = *owner;
-			snprintf(todo[n_todo].key, sizeof(todo[n_todo].key), "%s", owner->key);
-			n_todo++;
+			to_boot[n_to_boot].owner = *owner;
+			snprintf(to_boot[n_to_boot].key, sizeof(to_boot[n_to_boot].key), "%s", owner->key);
+			n_to_boot++;
 			continue;
 		}
 		/* Running here by the record, but not here: lost (the agent
@@ -258,8 +258,8 @@ static void reconcile_once(struct agent *a)
 			log_warn("ternd %s: %s", a->cfg.name, err.msg);
 	}
 	pthread_mutex_unlock(&a->lock);
-	for (unsigned i = 0; i < n_todo; i++)
-		boot(a, &todo[i].spec, &todo[i].owner, todo[i].key);
+	for (unsigned i = 0; i < n_to_boot; i++)
+		boot(a, &to_boot[i].spec, &to_boot[i].owner, to_boot[i].key);
 	store_list_free(&l);
 }
 
