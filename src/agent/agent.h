@@ -46,6 +46,7 @@ struct agent_vm {
 	bool incoming;               /* a migration's destination, not ours until handed over */
 	bool replica;                /* a DR standby for another site's VM (dr.c) */
 	bool migrating;              /* a migration away from here is under way */
+	bool starting;               /* slot taken, its VMM not started yet (proc.pid 0) */
 	int64_t incoming_since_ns;
 };
 

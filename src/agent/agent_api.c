@@ -204,7 +204,6 @@ static int migrate_vm(void *opaque, const struct rest_request *req, json_t **rep
 }
 
 /* A free TCP port on ip, as the kernel picks one. */
-/* A free TCP port on ip, as the kernel picks one. */
 static int free_port(const char *ip, struct error *err)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -225,39 +224,76 @@ static int free_port(const char *ip, struct error *err)
 int agent_start_waiting_vmm(struct agent *a, const struct vm_spec *spec, bool replica,
 			    char *uri, size_t uri_size, struct error *err)
 {
+	/* The table slot is taken before the VMM starts (which takes a
+	 * while), so a second request for the same VM meanwhile is refused
+	 * instead of starting a second VMM. */
 	pthread_mutex_lock(&a->lock);
 	bool busy = a->fenced || agent_find_vm(a, spec->name);
+	struct agent_vm *v = busy ? NULL : agent_new_vm(a);
+	if (v) {
+		v->spec = *spec;
+		v->starting = true;
+		v->replica = replica;
+		v->incoming = !replica;
+	}
 	pthread_mutex_unlock(&a->lock);
 	if (busy)
 		return error_set(err, EBUSY, "host %s cannot take %s now (fenced, or it has a VMM "
 				 "for it already)", a->cfg.name, spec->name);
-	int port = free_port(a->cfg.ip, err);
-	if (port < 0)
-		return port;
-	snprintf(uri, uri_size, "tcp:%s:%d", a->cfg.ip, port);
-	struct vmproc_env env;
-	char run_dir[300];
-	agent_vmproc_env(a, &env, run_dir, sizeof(run_dir));
-	struct vmproc proc;
-	int rc = replica ? vmproc_start_replica(&proc, &env, spec, uri, INCOMING_START_MS, err)
-			 : vmproc_start(&proc, &env, spec, uri, INCOMING_START_MS, err);
-	if (rc < 0)
-		return rc;
-	pthread_mutex_lock(&a->lock);
-	struct agent_vm *v = agent_new_vm(a);
-	if (v) {
-		v->spec = *spec;
-		v->proc = proc;
-		v->replica = replica;
-		v->incoming = !replica;
-		v->incoming_since_ns = agent_now_ns();
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (!v) {
-		vmproc_kill(&proc);
+	if (!v)
 		return error_set(err, ENOSPC, "host %s runs %d VMMs already", a->cfg.name,
 				 AGENT_MAX_VMS);
+	struct vmproc proc;
+	int port = free_port(a->cfg.ip, err);
+	int rc = port;
+	if (port >= 0) {
+		snprintf(uri, uri_size, "tcp:%s:%d", a->cfg.ip, port);
+		struct vmproc_env env;
+		char run_dir[300];
+		agent_vmproc_env(a, &env, run_dir, sizeof(run_dir));
+		rc = replica ? vmproc_start_replica(&proc, &env, spec, uri, INCOMING_START_MS, err)
+			     : vmproc_start(&proc, &env, spec, uri, INCOMING_START_MS, err);
 	}
+	pthread_mutex_lock(&a->lock);
+	/* The host may have fenced itself meanwhile, which frees every slot. */
+	bool kept = v->used && v->starting && !a->fenced && !strcmp(v->spec.name, spec->name);
+	if (kept && rc >= 0) {
+		v->proc = proc;
+		v->starting = false;
+		v->incoming_since_ns = agent_now_ns();
+	} else if (kept) {
+		v->used = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (rc >= 0 && !kept) {
+		vmproc_kill(&proc);
+		rc = error_set(err, EBUSY, "host %s fenced itself while %s's VMM started",
+			       a->cfg.name, spec->name);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+/* POST /v1/internal/incoming-cancel {vm}: the source gave up before its
+ * migration began; the VMM waiting for it goes (only one still waiting:
+ * never a VM already handed over). */
+static int incoming_cancel(void *opaque, const struct rest_request *req, json_t **reply,
+			   struct error *err)
+{
+	struct agent *a = opaque;
+	const char *vm = json_string_value(json_object_get(req->body, "vm"));
+	if (!vm)
+		return error_set(err, EINVAL, "incoming-cancel needs \"vm\"");
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, vm);
+	bool waiting = v && v->incoming && !v->starting;
+	if (waiting) {
+		log_info("ternd %s: the migration of %s to here was given up: stopping its "
+			 "incoming VMM", a->cfg.name, vm);
+		vmproc_kill(&v->proc);
+		v->used = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+	*reply = json_pack("{s:b}", "stopped", waiting);
 	return 0;
 }
 
@@ -658,6 +694,7 @@ int agent_api_register(struct agent *a, struct error *err)
 		{ "DELETE", "/v1/vms/{}", delete_vm },
 		{ "POST", "/v1/vms/{}/migrate", migrate_vm },
 		{ "POST", "/v1/internal/incoming", incoming },
+		{ "POST", "/v1/internal/incoming-cancel", incoming_cancel },
 		{ "GET", "/v1/cluster/balance", balance_now },
 		{ "POST", "/v1/cluster/balance", balance_now },
 		{ "GET", "/v1/cluster/decisions", get_decisions },

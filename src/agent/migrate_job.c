@@ -1,9 +1,11 @@
 /* migrate_job.c: live-migrates a VM of this host to another host, handing
  * its ownership over in etcd at the switch-over (docs/cluster.md):
  *
- *  1. the destination's agent starts `tern vm run --incoming` for the VM
- *     (POST /v1/internal/incoming) and answers with its address;
- *  2. a migration record (on this host's lease) marks the VM as moving;
+ *  1. a migration record (on this host's lease) marks the VM as moving
+ *     (one job per VM: a second one fails here);
+ *  2. the destination's agent starts `tern vm run --incoming` for the VM
+ *     (POST /v1/internal/incoming) and answers with its address; if the
+ *     migration cannot start, that VMM is stopped again (incoming-cancel);
  *  3. the local VMM migrates with the switch-over gate; at the gate, with
  *     the guest paused and the destination ready, the owner record is
  *     rewritten to the destination (compare-and-swap on the revision this
@@ -99,39 +101,54 @@ static int run_job(struct job *j, struct error *err)
 	agent_key(a, owner_key, sizeof(owner_key), "vms/%s/owner", j->vm);
 	agent_key(a, mig_key, sizeof(mig_key), "migrations/%s", j->vm);
 
-	/* 1. The destination VMM. */
-	json_t *body = json_pack("{s:o}", "spec", vm_spec_to_json(&spec));
-	json_t *reply = NULL;
-	int rc = body ? agent_call(a, j->to_api, "POST", "/v1/internal/incoming", body,
-				   INCOMING_TIMEOUT_MS, &reply, err) : -ENOMEM;
-	json_decref(body);
-	if (rc < 0)
-		return error_wrap(err, "preparing %s to receive %s", j->to, j->vm);
-	char uri[128];
-	snprintf(uri, sizeof(uri), "%s", json_string_value(json_object_get(reply, "uri")) ?: "");
-	json_decref(reply);
-	if (!uri[0])
-		return error_set(err, EPROTO, "%s answered no incoming address", j->to);
-
-	/* 2. The migration record. */
+	/* 1. The migration record: a second job for this VM stops here. */
 	json_t *rec = json_pack("{s:s, s:s, s:I, s:s}", "from", a->cfg.name, "to", j->to,
 				"started_ms", (json_int_t)wall_ms(), "reason", j->reason);
 	int64_t rev;
-	rc = rec ? store_create(a->etcd, mig_key, rec, a->lease, NULL, &rev, err) : -ENOMEM;
+	int rc = rec ? store_create(a->etcd, mig_key, rec, a->lease, NULL, &rev, err) : -ENOMEM;
 	json_decref(rec);
 	if (rc == -EEXIST)
 		return error_set(err, EBUSY, "VM %s is already migrating", j->vm);
 	if (rc < 0)
 		return rc;
 
+	/* 2. The destination VMM. */
+	json_t *body = json_pack("{s:o}", "spec", vm_spec_to_json(&spec));
+	json_t *reply = NULL;
+	rc = body ? agent_call(a, j->to_api, "POST", "/v1/internal/incoming", body,
+			       INCOMING_TIMEOUT_MS, &reply, err) : -ENOMEM;
+	json_decref(body);
+	char uri[128] = "";
+	if (rc == 0)
+		snprintf(uri, sizeof(uri), "%s",
+			 json_string_value(json_object_get(reply, "uri")) ?: "");
+	json_decref(reply);
+	if (rc == 0 && !uri[0])
+		rc = error_set(err, EPROTO, "%s answered no incoming address", j->to);
+	if (rc < 0) {
+		struct error e2 = { 0 };
+		store_delete(a->etcd, mig_key, &e2);
+		return error_wrap(err, "preparing %s to receive %s", j->to, j->vm);
+	}
+
 	/* 3. The migration, through the gate. */
-	set_migrating(a, j->vm, true);
 	json_t *args = json_pack("{s:s, s:b}", "to", uri, "switchover_gate", 1);
 	json_t *st = NULL;
 	rc = args ? vmproc_call(&proc, "migrate", args, 10000, &st, err) : -ENOMEM;
 	json_decref(args);
 	json_decref(st);
 	st = NULL;
+	if (rc < 0) {
+		/* Never started: the destination's VMM would wait in vain. */
+		json_t *cancel = json_pack("{s:s}", "vm", j->vm), *ignored = NULL;
+		struct error e2 = { 0 };
+		if (!cancel || agent_call(a, j->to_api, "POST", "/v1/internal/incoming-cancel",
+					  cancel, 5000, &ignored, &e2) < 0)
+			log_warn("ternd %s: telling %s to drop its VMM for %s: %s", a->cfg.name,
+				 j->to, j->vm, cancel ? e2.msg : "out of memory");
+		json_decref(cancel);
+		json_decref(ignored);
+	}
 	bool handed_over = false;
 	int64_t handover_rev = 0;
 	char phase[32] = "failed";
@@ -221,7 +238,6 @@ static int run_job(struct job *j, struct error *err)
 		}
 		pthread_mutex_unlock(&a->lock);
 	}
-	set_migrating(a, j->vm, false);
 	store_delete(a->etcd, mig_key, &e3);
 	if (done)
 		return 0;
@@ -236,7 +252,9 @@ static void *job_main(void *arg)
 	struct job *j = arg;
 	struct error err = { 0 };
 	int64_t t0 = agent_now_ns();
-	if (run_job(j, &err) == 0)
+	int rc = run_job(j, &err);
+	set_migrating(j->a, j->vm, false);
+	if (rc == 0)
 		log_info("ternd %s: migrated %s to %s in %.2f s (%s)", j->a->cfg.name, j->vm, j->to,
 			 (double)(agent_now_ns() - t0) / 1e9, j->reason);
 	else
@@ -283,10 +301,14 @@ int agent_migrate_start(struct agent *a, const char *vm, const char *to, const c
 		free(j);
 		return rc;
 	}
+	/* Marked at once, under the lock: the controller asks again each
+	 * round until the VM has moved, and one job per VM is enough. */
 	pthread_mutex_lock(&a->lock);
 	struct agent_vm *v = agent_find_vm(a, vm);
-	bool here = v && !v->incoming && v->proc.pid;
+	bool here = v && !v->incoming && !v->replica && v->proc.pid;
 	bool busy = v && v->migrating;
+	if (here && !busy)
+		v->migrating = true;
 	pthread_mutex_unlock(&a->lock);
 	if (!here || busy) {
 		free(j);
@@ -300,6 +322,7 @@ int agent_migrate_start(struct agent *a, const char *vm, const char *to, const c
 	rc = pthread_create(&t, &attr, job_main, j);
 	pthread_attr_destroy(&attr);
 	if (rc) {
+		set_migrating(a, vm, false);
 		free(j);
 		return error_errno(err, rc, "cannot start a migration thread");
 	}

@@ -158,7 +158,7 @@ static void reconcile_once(struct agent *a)
 	/* Every local VMM against its records. */
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
 		struct agent_vm *v = &a->vms[i];
-		if (!v->used)
+		if (!v->used || v->starting)
 			continue;
 		snprintf(key, sizeof(key), "%s%s/spec", prefix, v->spec.name);
 		const struct store_item *spec = store_find(&l, key);

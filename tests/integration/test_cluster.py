@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -232,6 +233,38 @@ def test_migrate_by_cli(cluster):
     assert moved[name]["owner_revision"] > vms[name]["owner_revision"]
     check_exactly_once(cl, cluster.names)
     assert cluster.echo[0].proc.poll() is None, "the echo session to vm0 ended"
+
+
+def test_migration_asked_for_three_times_at_once_runs_once(cluster):
+    """The controller asks again each round until a VM has moved; requests
+    that overlap must not start a second destination VMM (CI once found
+    three VMMs of one VM on a host after a drain)."""
+    cl = cluster.cl
+    name = "vm1"
+    src = cl.vms()[name]["host"]
+    dst = next(h for h in ("h0", "h1", "h2") if h != src)
+    barrier = threading.Barrier(3)
+    answers = []
+
+    def ask(i):
+        barrier.wait()
+        answers.append(cl.call(i, "POST", f"/v1/vms/{name}/migrate", {"to": dst}))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(s for s, _ in answers)
+    assert statuses == [200, 409, 409], answers
+    assert all("already migrating" in r["error"] for s, r in answers if s == 409), answers
+    wait_for(f"{name} on {dst}", lambda: (lambda v: v if v[name]["host"] == dst and
+                                          v[name]["state"] == "running" else None)(cl.vms()),
+             120)
+    # The source's VMM exits about a second after the switch-over.
+    wait_for("one VMM per VM", lambda: all(len(p) == 1 for p in vmm_processes(cl).values()), 15)
+    check_exactly_once(cl, cluster.names)
+    assert cluster.echo[1].proc.poll() is None, "the echo session to vm1 ended"
 
 
 def test_drain_and_undrain(cluster):
