@@ -10,6 +10,12 @@
  *       overwrites random 4 KiB blocks of that region the same way (with -k,
  *       KIB-sized runs of blocks at a KIB-aligned place: -k 256 -r 80 is
  *       20 MiB/s). Prints "random: writes N" every second and at the end.
+ *   diskrec serve DEV -p PORT
+ *       a TCP service whose replies are acknowledgements: for each line a
+ *       client sends it appends the next record (as append does, from
+ *       record 0 on) and, once fdatasync returned, answers "<n> <line>",
+ *       n = the record's sequence + 1, the reply format of echoctr, so the
+ *       migration tests' echo client checks it. One client at a time.
  *   diskrec crc DEV -o OFFSET_MIB -n SIZE_MIB
  *       reads the region with O_DIRECT (from the device, not a cache) and
  *       prints "crc32 XXXXXXXX" (zlib's CRC-32).
@@ -28,6 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define BLOCK 4096
@@ -179,6 +188,68 @@ static int run_writer(const char *dev, bool random_mode, uint64_t offset, uint64
 	return 0;
 }
 
+static bool send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+static int run_server(const char *dev, int port)
+{
+	int fd = open_dev(dev, O_WRONLY);
+	uint8_t *b = aligned_block(BLOCK);
+	int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 4) < 0) {
+		fprintf(stderr, "diskrec: listening on port %d: %s\n", port, strerror(errno));
+		return 1;
+	}
+	printf("serve: listening on %d\n", port);
+	uint64_t done = 0;
+	while (!stop_requested) {
+		int c = accept(ls, NULL, NULL);
+		if (c < 0)
+			continue;
+		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		char in[512], out[600];
+		size_t have = 0;
+		for (;;) {
+			ssize_t r = recv(c, in + have, sizeof(in) - 1 - have, 0);
+			if (r < 0 && errno == EINTR && !stop_requested)
+				continue;
+			if (r <= 0)
+				break;
+			have += (size_t)r;
+			char *nl;
+			while ((nl = memchr(in, '\n', have))) {
+				size_t len = (size_t)(nl - in);
+				fill_block(b, "TERNREC1", done, 0);
+				write_flushed(fd, b, BLOCK, done * BLOCK);
+				done++;
+				int n = snprintf(out, sizeof(out), "%" PRIu64 " %.*s\n", done, (int)len, in);
+				if (!send_all(c, out, (size_t)n))
+					break;
+				memmove(in, nl + 1, have - len - 1);
+				have -= len + 1;
+			}
+			if (have == sizeof(in) - 1)
+				break;          /* a line too long: not a client of ours */
+		}
+		close(c);
+		printf("serve: acked %" PRIu64 "\n", done);
+	}
+	return 0;
+}
+
 static int run_crc(const char *dev, uint64_t offset, uint64_t size)
 {
 	int fd = open_dev(dev, O_RDONLY);
@@ -204,6 +275,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: diskrec append DEV [-r PER_S]\n"
 			"       diskrec random DEV -o OFFSET_MIB -n SIZE_MIB [-r PER_S] [-s SEED] [-k KIB]\n"
+			"       diskrec serve DEV -p PORT\n"
 			"       diskrec crc DEV -o OFFSET_MIB -n SIZE_MIB\n");
 	exit(2);
 }
@@ -215,16 +287,18 @@ int main(int argc, char **argv)
 	const char *mode = argv[1], *dev = argv[2];
 	long per_s = 50;
 	uint64_t offset_mib = 0, size_mib = 0, seed = 12345;
+	int port = 0;
 	unsigned run = 1;
 	int opt;
 	optind = 3;
-	while ((opt = getopt(argc, argv, "r:o:n:s:k:")) != -1) {
+	while ((opt = getopt(argc, argv, "r:o:n:s:k:p:")) != -1) {
 		switch (opt) {
 		case 'k': run = (unsigned)(strtoul(optarg, NULL, 0) / 4); break;
 		case 'r': per_s = strtol(optarg, NULL, 0); break;
 		case 'o': offset_mib = strtoull(optarg, NULL, 0); break;
 		case 'n': size_mib = strtoull(optarg, NULL, 0); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
+		case 'p': port = atoi(optarg); break;
 		default: usage();
 		}
 	}
@@ -239,6 +313,11 @@ int main(int argc, char **argv)
 		if (!size_mib || !run || (uint64_t)run * BLOCK > size_mib << 20)
 			usage();
 		return run_writer(dev, true, offset_mib << 20, size_mib << 20, per_s, seed, run);
+	}
+	if (!strcmp(mode, "serve")) {
+		if (port <= 0 || port > 65535)
+			usage();
+		return run_server(dev, port);
 	}
 	if (!strcmp(mode, "crc")) {
 		if (!size_mib)
