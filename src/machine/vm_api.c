@@ -476,10 +476,13 @@ static int cmd_replicate_status(void *opaque, json_t *args, json_t **result, str
 
 static int cmd_replicate_stop(void *opaque, json_t *args, json_t **result, struct error *err)
 {
-	static const char *const allowed[] = { NULL };
+	static const char *const allowed[] = { "final", NULL };
 	int rc = check_args("replicate-stop", args, allowed, err);
+	json_t *final = json_object_get(args, "final");
+	if (!rc && final && !json_is_boolean(final))
+		rc = error_set(err, EINVAL, "replicate-stop: \"final\" must be true or false");
 	if (!rc)
-		rc = replica_stop(opaque, err);
+		rc = replica_stop(opaque, json_is_true(final), err);
 	if (rc)
 		return rc;
 	struct replica_stats st;

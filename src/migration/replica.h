@@ -53,7 +53,7 @@ struct replica_params {
 };
 
 struct replica_stats {
-	const char *phase;      /* "bulk", "protecting", "failed", "stopped" */
+	const char *phase;      /* "bulk", "protecting", "failed", "stopped", "completed" */
 	char to[300];
 	struct replica_params params;
 	uint64_t epochs_acked;  /* the last epoch the standby has applied */
@@ -72,7 +72,10 @@ struct replica_stats {
 int replica_start(struct vm *vm, const char *to, const struct replica_params *p,
 		  struct error *err);
 void replica_status(struct vm *vm, struct replica_stats *out);
-int replica_stop(struct vm *vm, struct error *err);
+/* final: one last epoch is taken with the guest paused, and the guest
+ * stays paused once the standby has it (phase "completed"): a planned
+ * handover loses nothing; if that epoch fails, the guest resumes here. */
+int replica_stop(struct vm *vm, bool final, struct error *err);
 /* True while a replication owns the dirty map. */
 bool replica_active(struct vm *vm);
 /* At VM teardown. */

@@ -38,6 +38,8 @@ struct replication {
 	pthread_mutex_t lock;           /* everything below */
 	pthread_cond_t wake;
 	bool stop;
+	bool final;                     /* stop with one last epoch, the guest left paused */
+	bool final_failed;
 	bool active;
 	int fd;
 	struct replica_stats st;
@@ -72,14 +74,6 @@ int replica_header_decode(const uint8_t in[REPLICA_HEADER_SIZE], struct replica_
 		return error_set(err, EPROTO, "epoch %llu is %s the bulk copy, which epoch 0 alone is",
 				 (unsigned long long)h->epoch, h->flags & REPLICA_BULK ? "marked" : "not");
 	return 0;
-}
-
-static bool stopping(struct replication *rp)
-{
-	pthread_mutex_lock(&rp->lock);
-	bool s = rp->stop;
-	pthread_mutex_unlock(&rp->lock);
-	return s;
 }
 
 /* Writes the memfd's `len` bytes after the epoch header. */
@@ -134,7 +128,10 @@ static int wait_ack(int fd, uint64_t epoch, struct error *err)
 static int disk_tick(void *ctx, struct error *err)
 {
 	struct replication *rp = ctx;
-	return stopping(rp) ? error_set(err, ECANCELED, "replication stopped") : 0;
+	pthread_mutex_lock(&rp->lock);
+	bool cancel = rp->stop && !rp->final;   /* a last epoch goes on */
+	pthread_mutex_unlock(&rp->lock);
+	return cancel ? error_set(err, ECANCELED, "replication stopped") : 0;
 }
 
 /* One epoch into memfd: a whole state stream. bitmap NULL: every page and
@@ -183,12 +180,15 @@ static int write_epoch(struct replication *rp, int memfd, const uint64_t *bitmap
 static void set_failed(struct replication *rp, const struct error *err)
 {
 	pthread_mutex_lock(&rp->lock);
-	rp->st.phase = rp->stop ? "stopped" : "failed";
-	if (!rp->stop)
+	/* Stopped on request, the link's end is no failure; a last epoch
+	 * asked for is. */
+	bool failed = !rp->stop || rp->final_failed;
+	rp->st.phase = failed ? "failed" : "stopped";
+	if (failed)
 		snprintf(rp->st.error, sizeof(rp->st.error), "%s", err->msg);
 	rp->active = false;
 	pthread_mutex_unlock(&rp->lock);
-	if (!rp->stop)
+	if (failed)
 		log_error("replication to %s failed: %s; the VM runs on here", rp->st.to, err->msg);
 }
 
@@ -200,6 +200,7 @@ static void *replication_main(void *arg)
 	uint64_t *bitmap = calloc(vm->ram.dirty_words, sizeof(uint64_t));
 	int memfd = memfd_create("tern-epoch", MFD_CLOEXEC);
 	int fd = -1;
+	bool kept_paused = false;
 	struct mig_address addr;
 	if (!bitmap || memfd < 0) {
 		error_set(&err, ENOMEM, "no memory for the dirty map or the epoch buffer");
@@ -245,9 +246,15 @@ static void *replication_main(void *arg)
 		 (unsigned long long)rp->st.bulk_ms);
 
 	int64_t next = monotonic_ns();
-	for (uint64_t epoch = 1; !stopping(rp); epoch++) {
+	for (uint64_t epoch = 1;; epoch++) {
+		pthread_mutex_lock(&rp->lock);
+		bool last = rp->stop && rp->final;
+		bool quit = rp->stop && !rp->final;
+		pthread_mutex_unlock(&rp->lock);
+		if (quit)
+			break;
 		int64_t now = monotonic_ns();
-		if (now < next) {
+		if (now < next && !last) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
 			int64_t wake_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (next - now);
@@ -257,8 +264,10 @@ static void *replication_main(void *arg)
 			while (!rp->stop &&
 			       pthread_cond_timedwait(&rp->wake, &rp->lock, &ts) != ETIMEDOUT)
 				;
+			last = rp->stop && rp->final;
+			quit = rp->stop && !rp->final;
 			pthread_mutex_unlock(&rp->lock);
-			if (stopping(rp))
+			if (quit)
 				break;
 		}
 		next = monotonic_ns() + (int64_t)epoch_ms * 1000000;
@@ -282,7 +291,10 @@ static void *replication_main(void *arg)
 		 * epoch captures: it goes out once the epoch is acknowledged. */
 		uint64_t barrier = holding ? vm_net_barrier(vm) : 0;
 		int rc = write_epoch(rp, memfd, bitmap, &len, &pages, &disk_bytes, &err);
-		if (paused_here && vm_resume(vm, &perr) < 0)
+		/* The last epoch of a planned handover: the guest stays paused,
+		 * so the standby gets all of it; resumed if the epoch fails. */
+		kept_paused = last && paused_here;
+		if (paused_here && !last && vm_resume(vm, &perr) < 0)
 			log_error("replication: resuming after epoch %llu: %s",
 				  (unsigned long long)epoch, perr.msg);
 		uint64_t pause_us = (uint64_t)(monotonic_ns() - t_pause) / 1000;
@@ -305,15 +317,27 @@ static void *replication_main(void *arg)
 			rp->st.pause_us_max = pause_us;
 		epoch_ms = rp->st.params.epoch_ms;
 		pthread_mutex_unlock(&rp->lock);
+		if (last)
+			break;
 	}
 	pthread_mutex_lock(&rp->lock);
-	rp->st.phase = "stopped";
+	rp->st.phase = rp->final ? "completed" : "stopped";
 	rp->active = false;
 	pthread_mutex_unlock(&rp->lock);
-	log_info("replication to %s stopped after epoch %llu", rp->st.to,
-		 (unsigned long long)rp->st.epochs_acked);
+	log_info("replication to %s %s after epoch %llu", rp->st.to,
+		 rp->final ? "completed (the guest stays paused: the standby has all of it)" :
+			     "stopped", (unsigned long long)rp->st.epochs_acked);
 	goto out;
 fail:
+	if (kept_paused) {
+		struct error rerr = { 0 };
+		if (vm_resume(vm, &rerr) < 0)
+			log_error("replication: resuming after the failed last epoch: %s", rerr.msg);
+	}
+	pthread_mutex_lock(&rp->lock);
+	rp->final_failed = rp->final;
+	rp->final = false;
+	pthread_mutex_unlock(&rp->lock);
 	set_failed(rp, &err);
 out:
 	pthread_mutex_lock(&rp->lock);
@@ -385,6 +409,8 @@ int replica_start(struct vm *vm, const char *to, const struct replica_params *p,
 	rp->st.params = *p;
 	rp->st.phase = "bulk";
 	rp->stop = false;
+	rp->final = false;
+	rp->final_failed = false;
 	rp->active = true;
 	rp->fd = -1;
 	pthread_mutex_unlock(&rp->lock);
@@ -416,18 +442,31 @@ void replica_status(struct vm *vm, struct replica_stats *out)
 	pthread_mutex_unlock(&rp->lock);
 }
 
-int replica_stop(struct vm *vm, struct error *err)
+int replica_stop(struct vm *vm, bool final, struct error *err)
 {
 	struct replication *rp = vm->replication;
 	if (!replica_active(vm))
 		return error_set(err, ENOENT, "no replication is running");
 	pthread_mutex_lock(&rp->lock);
+	if (final && strcmp(rp->st.phase, "protecting")) {
+		pthread_mutex_unlock(&rp->lock);
+		return error_set(err, EAGAIN, "replicate-stop: no last epoch before the bulk copy is "
+				 "done (phase %s)", rp->st.phase);
+	}
 	rp->stop = true;
+	rp->final = final;
 	pthread_cond_broadcast(&rp->wake);
-	if (rp->fd >= 0)
+	/* A last epoch needs the link; otherwise cut it, ending any wait. */
+	if (rp->fd >= 0 && !final)
 		shutdown(rp->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&rp->lock);
 	join_finished(rp);
+	pthread_mutex_lock(&rp->lock);
+	bool failed = final && rp->final_failed;
+	pthread_mutex_unlock(&rp->lock);
+	if (failed)
+		return error_set(err, EIO, "the last epoch did not reach the standby (%s): the VM "
+				 "runs on here", rp->st.error);
 	return 0;
 }
 
@@ -438,7 +477,7 @@ void replica_destroy(struct vm *vm)
 		return;
 	struct error err = { 0 };
 	if (replica_active(vm))
-		replica_stop(vm, &err);
+		replica_stop(vm, false, &err);
 	join_finished(rp);
 	pthread_cond_destroy(&rp->wake);
 	pthread_mutex_destroy(&rp->lock);
