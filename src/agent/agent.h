@@ -107,6 +107,10 @@ int agent_list_records(struct agent *a, const char *what, json_t **array, struct
 int agent_find_owner(struct agent *a, const char *vm, char *host, char *api, struct error *err);
 /* dr.c: sites, protection, standbys, fail-over */
 int agent_dr_register(struct agent *a, struct error *err);
+/* Whether the controller may place (HA-restart) vm here: 1 yes; 0 no,
+ * err says why: it is protected, and its standby's site runs it (this
+ * site forgets it, EEXIST) or cannot be asked; negative on etcd errors. */
+int agent_dr_may_place(struct agent *a, const char *vm, struct error *err);
 
 int64_t agent_now_ns(void);
 

@@ -131,6 +131,13 @@ static void place_unowned(struct agent *a, struct cluster_view *cv)
 			continue;
 		struct cl_decision d;
 		struct error err = { 0 };
+		/* A protected VM may have failed over to its standby's site. */
+		int may = agent_dr_may_place(a, cv->st.vms[i].name, &err);
+		if (may <= 0) {
+			if (err.code == EEXIST || a->controller_round % 20 == 1)
+				log_decision(a, cv->st.vms[i].name, err.msg);
+			continue;
+		}
 		if (cl_place(&cv->st, &pol, (int)i, &d, &err) < 0) {
 			if (a->controller_round % 20 == 1)
 				log_decision(a, cv->st.vms[i].name, err.msg);

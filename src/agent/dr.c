@@ -91,25 +91,14 @@ static int get_sites(void *opaque, const struct rest_request *req, json_t **repl
 	return 0;
 }
 
-/* POST /v1/vms/V/protect {site, epoch_ms, rpo_ms, sync}: at V's agent. */
-static int protect(void *opaque, const struct rest_request *req, json_t **reply,
-		   struct error *err)
+/* Protects vm, which runs here, by a standby at site; knobs holds the
+ * replication's epoch_ms, rpo_ms and sync, if given. */
+static int protect_here(struct agent *a, const char *vm, const char *site, json_t *knobs_in,
+			json_t **reply, struct error *err)
 {
-	struct agent *a = opaque;
-	const char *vm = req->params[0];
-	const char *site = json_string_value(json_object_get(req->body, "site"));
-	if (!site)
-		return error_set(err, EINVAL, "protect needs {\"site\": NAME}");
-	char host[CL_NAME_MAX], api[64], remote[300];
-	int rc = agent_find_owner(a, vm, host, api, err);
+	char remote[300];
+	int rc = site_api(a, site, remote, sizeof(remote), err);
 	if (rc < 0)
-		return rc;
-	if (strcmp(host, a->cfg.name)) {
-		char path[200];
-		snprintf(path, sizeof(path), "/v1/vms/%s/protect", vm);
-		return agent_call(a, api, "POST", path, req->body, 60000, reply, err);
-	}
-	if ((rc = site_api(a, site, remote, sizeof(remote), err)) < 0)
 		return rc;
 	pthread_mutex_lock(&a->lock);
 	struct agent_vm *v = agent_find_vm(a, vm);
@@ -137,7 +126,7 @@ static int protect(void *opaque, const struct rest_request *req, json_t **reply,
 				 spec.disk[0] != 0);
 	static const char *const knobs[] = { "epoch_ms", "rpo_ms", "sync" };
 	for (unsigned i = 0; i < 3; i++) {
-		json_t *k = json_object_get(req->body, knobs[i]);
+		json_t *k = json_object_get(knobs_in, knobs[i]);
 		if (k)
 			json_object_set(args, knobs[i], k);
 	}
@@ -163,6 +152,107 @@ static int protect(void *opaque, const struct rest_request *req, json_t **reply,
 	return 0;
 }
 
+/* Forwards a request about V to the agent of V's host, unless that is
+ * this one (then 1). */
+static int at_owner(struct agent *a, const char *vm, const char *what,
+		    const struct rest_request *req, int timeout_ms, json_t **reply,
+		    struct error *err)
+{
+	char host[CL_NAME_MAX], api[64];
+	int rc = agent_find_owner(a, vm, host, api, err);
+	if (rc < 0)
+		return rc;
+	if (!strcmp(host, a->cfg.name))
+		return 1;
+	char path[200];
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", vm, what);
+	return agent_call(a, api, "POST", path, req->body, timeout_ms, reply, err);
+}
+
+/* POST /v1/vms/V/protect {site, epoch_ms, rpo_ms, sync}: at V's agent. */
+static int protect(void *opaque, const struct rest_request *req, json_t **reply,
+		   struct error *err)
+{
+	struct agent *a = opaque;
+	const char *vm = req->params[0];
+	const char *site = json_string_value(json_object_get(req->body, "site"));
+	if (!site)
+		return error_set(err, EINVAL, "protect needs {\"site\": NAME}");
+	int rc = at_owner(a, vm, "protect", req, 60000, reply, err);
+	return rc != 1 ? rc : protect_here(a, vm, site, req->body, reply, err);
+}
+
+/* vm, once this site's, runs at site `at` now (it failed over there):
+ * this site's records of it go, unless this site runs it (then EBUSY). */
+static int forget_moved_vm(struct agent *a, const char *vm, const char *at, struct error *err)
+{
+	char prefix[300], spec_key[300], owner_key[300], dr_key[300];
+	agent_key(a, prefix, sizeof(prefix), "vms/%s/", vm);
+	agent_key(a, spec_key, sizeof(spec_key), "vms/%s/spec", vm);
+	agent_key(a, owner_key, sizeof(owner_key), "vms/%s/owner", vm);
+	agent_key(a, dr_key, sizeof(dr_key), "dr/%s", vm);
+	struct store_list l;
+	int rc = store_list(a->etcd, prefix, &l, err);
+	if (rc < 0)
+		return rc;
+	bool owned = store_find(&l, owner_key) != NULL;
+	const struct store_item *spec = store_find(&l, spec_key);
+	int64_t spec_rev = spec ? spec->mod_rev : 0;
+	store_list_free(&l);
+	if (owned)
+		return error_set(err, EBUSY, "VM %s runs at site %s: it cannot be another site's",
+				 vm, a->cfg.site);
+	if (spec_rev && (rc = store_cas_delete(a->etcd, spec_key, spec_rev, err)) < 0)
+		return rc;
+	struct error e2 = { 0 };
+	store_delete(a->etcd, dr_key, &e2);
+	if (spec_rev)
+		log_info("ternd %s: VM %s is site %s's now (it failed over there): this site "
+			 "forgets it", a->cfg.name, vm, at);
+	return 0;
+}
+
+int agent_dr_may_place(struct agent *a, const char *vm, struct error *err)
+{
+	char key[300];
+	agent_key(a, key, sizeof(key), "dr/%s", vm);
+	struct store_list l;
+	int rc = store_list(a->etcd, key, &l, err);
+	if (rc < 0)
+		return rc;
+	const struct store_item *it = store_find(&l, key);
+	char site[CL_NAME_MAX] = "";
+	if (it)
+		snprintf(site, sizeof(site), "%s",
+			 json_string_value(json_object_get(it->value, "site")) ?: "");
+	store_list_free(&l);
+	if (!site[0])
+		return 1;
+	char remote[300], path[200];
+	json_t *there = NULL;
+	snprintf(path, sizeof(path), "/v1/vms/%s", vm);
+	struct error e2 = { 0 };
+	rc = site_api(a, site, remote, sizeof(remote), &e2);
+	if (rc == 0)
+		rc = site_call(a, remote, "GET", path, NULL, PEER_TIMEOUT_MS, &there, &e2);
+	const char *state = json_string_value(json_object_get(there, "state"));
+	bool runs_there = rc == 0 && state && strcmp(state, "pending");
+	json_decref(there);
+	if (rc == -ENOENT)
+		return 1;       /* not failed over: restarted here, as any VM */
+	if (runs_there) {
+		if ((rc = forget_moved_vm(a, vm, site, err)) < 0)
+			return rc;
+		error_set(err, EEXIST, "runs at site %s (failed over there): no longer this site's",
+			  site);
+		return 0;
+	}
+	error_set(err, EHOSTUNREACH, "protected by site %s, which cannot say whether it failed "
+		  "%s over (%s): not restarted here until it can", site, vm,
+		  rc < 0 ? e2.msg : "no state");
+	return 0;
+}
+
 /* POST /v1/internal/replica {spec, from_site}: a standby here. */
 static int start_standby(void *opaque, const struct rest_request *req, json_t **reply,
 			 struct error *err)
@@ -175,6 +265,8 @@ static int start_standby(void *opaque, const struct rest_request *req, json_t **
 		return rc;
 	if (!from)
 		return error_set(err, EINVAL, "a standby needs \"from_site\"");
+	if ((rc = forget_moved_vm(a, spec.name, from, err)) < 0)
+		return rc;
 	/* The replica's disk lives here, under the agent's directory. */
 	if (spec.disk[0] && (size_t)snprintf(spec.disk, sizeof(spec.disk), "%.150s/vms/%s/replica.img",
 					     a->cfg.state_dir, spec.name) >= sizeof(spec.disk))
@@ -264,6 +356,72 @@ static int dr_status(void *opaque, const struct rest_request *req, json_t **repl
 	return 0;
 }
 
+/* The standby record of vm at this site (*rec, *rev) if this host holds
+ * the standby: then 1. Else the request goes to the host that does, as
+ * POST /v1/replicas/V/<what>, and its answer is returned. */
+static int at_standby(struct agent *a, const char *vm, const char *what,
+		      const struct rest_request *req, json_t **rec, int64_t *rev, json_t **reply,
+		      struct error *err)
+{
+	char key[300];
+	agent_key(a, key, sizeof(key), "replicas/%s", vm);
+	struct store_list l;
+	int rc = store_list(a->etcd, key, &l, err);
+	if (rc < 0)
+		return rc;
+	const struct store_item *it = store_find(&l, key);
+	*rec = it ? json_deep_copy(it->value) : NULL;
+	*rev = it ? it->mod_rev : 0;
+	store_list_free(&l);
+	if (!*rec)
+		return error_set(err, ENOENT, "no standby for %s at site %s", vm, a->cfg.site);
+	const char *holder = json_string_value(json_object_get(*rec, "host"));
+	if (!holder || !strcmp(holder, a->cfg.name))
+		return 1;
+	struct cluster_view cv;
+	if ((rc = cluster_view_read(a, &cv, err)) == 0) {
+		int h = cl_host_find(&cv.st, holder);
+		char api[64], path[200];
+		snprintf(api, sizeof(api), "%s", h >= 0 ? cv.host_api[h] : "");
+		cluster_view_free(&cv);
+		snprintf(path, sizeof(path), "/v1/replicas/%s/%s", vm, what);
+		rc = h < 0 ? error_set(err, EHOSTUNREACH, "the standby's host %s is gone", holder)
+			   : agent_call(a, api, "POST", path, req->body, 60000, reply, err);
+	}
+	json_decref(*rec);
+	*rec = NULL;
+	return rc;
+}
+
+/* POST /v1/replicas/V/drop: the standby goes (a fail-back that did not
+ * happen); it leaves no file. */
+static int drop_standby(void *opaque, const struct rest_request *req, json_t **reply,
+			struct error *err)
+{
+	struct agent *a = opaque;
+	const char *vm = req->params[0];
+	json_t *rec = NULL;
+	int64_t rev = 0;
+	int rc = at_standby(a, vm, "drop", req, &rec, &rev, reply, err);
+	if (rc != 1)
+		return rc;
+	json_decref(rec);
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, vm);
+	if (v && v->replica) {
+		vmproc_kill(&v->proc);
+		v->used = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+	char key[300];
+	agent_key(a, key, sizeof(key), "replicas/%s", vm);
+	if ((rc = store_cas_delete(a->etcd, key, rev, err)) < 0)
+		return rc;
+	log_info("ternd %s: the standby for %s was dropped", a->cfg.name, vm);
+	*reply = json_pack("{s:s, s:b}", "vm", vm, "dropped", 1);
+	return 0;
+}
+
 /* POST /v1/replicas/V/failover {force}: at the standby's site. */
 static int failover(void *opaque, const struct rest_request *req, json_t **reply,
 		    struct error *err)
@@ -272,31 +430,11 @@ static int failover(void *opaque, const struct rest_request *req, json_t **reply
 	const char *vm = req->params[0];
 	char key[300];
 	agent_key(a, key, sizeof(key), "replicas/%s", vm);
-	struct store_list l;
-	int rc = store_list(a->etcd, key, &l, err);
-	if (rc < 0)
+	json_t *rec = NULL;
+	int64_t rec_rev = 0;
+	int rc = at_standby(a, vm, "failover", req, &rec, &rec_rev, reply, err);
+	if (rc != 1)
 		return rc;
-	const struct store_item *it = store_find(&l, key);
-	json_t *rec = it ? json_deep_copy(it->value) : NULL;
-	int64_t rec_rev = it ? it->mod_rev : 0;
-	store_list_free(&l);
-	if (!rec)
-		return error_set(err, ENOENT, "no standby for %s at site %s", vm, a->cfg.site);
-	const char *holder = json_string_value(json_object_get(rec, "host"));
-	if (holder && strcmp(holder, a->cfg.name)) {
-		struct cluster_view cv;
-		if ((rc = cluster_view_read(a, &cv, err)) < 0)
-			goto out;
-		int h = cl_host_find(&cv.st, holder);
-		char api[64];
-		snprintf(api, sizeof(api), "%s", h >= 0 ? cv.host_api[h] : "");
-		cluster_view_free(&cv);
-		char path[200];
-		snprintf(path, sizeof(path), "/v1/replicas/%s/failover", vm);
-		rc = h < 0 ? error_set(err, EHOSTUNREACH, "the standby's host %s is gone", holder)
-			   : agent_call(a, api, "POST", path, req->body, 60000, reply, err);
-		goto out;
-	}
 	/* Fencing: the VM's own site must not run it any more. */
 	const char *from = json_string_value(json_object_get(rec, "from_site"));
 	bool force = json_is_true(json_object_get(req->body, "force"));
@@ -377,6 +515,13 @@ static int failover(void *opaque, const struct rest_request *req, json_t **reply
 		goto out;
 	}
 	store_cas_delete(a->etcd, key, rec_rev, &e3);
+	/* Where it came from: the way home (failback). */
+	char origin_key[300];
+	agent_key(a, origin_key, sizeof(origin_key), "origins/%s", vm);
+	json_t *origin = json_pack("{s:s, s:s}", "vm", vm, "site", from ? from : "?");
+	if (!origin || store_put(a->etcd, origin_key, origin, 0, &e3) < 0)
+		log_warn("ternd %s: recording where %s came from: %s", a->cfg.name, vm, e3.msg);
+	json_decref(origin);
 	log_info("ternd %s: %s failed over from site %s%s: it runs here from epoch %llu",
 		 a->cfg.name, vm, from ? from : "?", force ? " (forced)" : "",
 		 (unsigned long long)epoch);
@@ -386,6 +531,252 @@ static int failover(void *opaque, const struct rest_request *req, json_t **reply
 out:
 	json_decref(rec);
 	return rc;
+}
+
+/* How long the way home may take to get in step (the bulk copy). */
+#define FAILBACK_SYNC_MS 300000
+
+static void set_migrating(struct agent *a, const char *vm, bool on)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, vm);
+	if (v)
+		v->migrating = on;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* The home site's standby goes; the protection record here too. */
+static void undo_protection(struct agent *a, const char *vm, const char *home_api,
+			    const struct vmproc *proc)
+{
+	struct error e2 = { 0 };
+	json_t *ignored = NULL, *body = json_object();
+	char path[200], key[300];
+	vmproc_call(proc, "replicate-stop", NULL, 10000, NULL, &e2);
+	snprintf(path, sizeof(path), "/v1/replicas/%s/drop", vm);
+	if (site_call(a, home_api, "POST", path, body, PEER_TIMEOUT_MS * 4, &ignored, &e2) < 0)
+		log_warn("ternd %s: dropping the standby of %s at home: %s", a->cfg.name, vm,
+			 e2.msg);
+	json_decref(body);
+	json_decref(ignored);
+	agent_key(a, key, sizeof(key), "dr/%s", vm);
+	store_delete(a->etcd, key, &e2);
+}
+
+/* 0 if site (at api) does not run vm, 1 if it does, negative if it
+ * cannot tell. */
+static int home_runs(struct agent *a, const char *api, const char *vm)
+{
+	char path[200];
+	snprintf(path, sizeof(path), "/v1/vms/%s", vm);
+	json_t *there = NULL;
+	struct error e2 = { 0 };
+	int rc = site_call(a, api, "GET", path, NULL, PEER_TIMEOUT_MS, &there, &e2);
+	const char *state = json_string_value(json_object_get(there, "state"));
+	int runs = rc == -ENOENT ? 0 : rc < 0 ? rc : state && strcmp(state, "pending") ? 1 : 0;
+	json_decref(there);
+	return runs;
+}
+
+/* POST /v1/vms/V/failback {site}: at the agent of V's host, for a VM that
+ * failed over to this site. The replication is reversed (a standby at
+ * home, as `dr protect`), and once it is in step the VM is handed over
+ * home: one last epoch with the guest paused (replicate-stop final), this
+ * site gives the VM up in its etcd (owner by compare-and-swap, then the
+ * spec), and the home site fails its standby over, which it does only
+ * because this site no longer runs the VM. Any failure before home runs
+ * it gives the VM back here, running, intact. */
+static int failback(void *opaque, const struct rest_request *req, json_t **reply,
+		    struct error *err)
+{
+	struct agent *a = opaque;
+	const char *vm = req->params[0];
+	int rc = at_owner(a, vm, "failback", req, FAILBACK_SYNC_MS + 120000, reply, err);
+	if (rc != 1)
+		return rc;
+	json_t *site_arg = json_object_get(req->body, "site");
+	if (site_arg && !json_is_string(site_arg))
+		return error_set(err, EINVAL, "failback: \"site\" is a site's name");
+	char home[CL_NAME_MAX] = "", origin_key[300], okey[300], skey[300], dkey[300];
+	agent_key(a, origin_key, sizeof(origin_key), "origins/%s", vm);
+	agent_key(a, okey, sizeof(okey), "vms/%s/owner", vm);
+	agent_key(a, skey, sizeof(skey), "vms/%s/spec", vm);
+	agent_key(a, dkey, sizeof(dkey), "dr/%s", vm);
+	if (site_arg) {
+		snprintf(home, sizeof(home), "%s", json_string_value(site_arg));
+	} else {
+		struct store_list l;
+		if ((rc = store_list(a->etcd, origin_key, &l, err)) < 0)
+			return rc;
+		const struct store_item *it = store_find(&l, origin_key);
+		snprintf(home, sizeof(home), "%s",
+			 it ? json_string_value(json_object_get(it->value, "site")) ?: "" : "");
+		store_list_free(&l);
+		if (!home[0])
+			return error_set(err, EINVAL, "VM %s did not fail over to site %s: name the "
+					 "site to move it to ({\"site\": NAME})", vm, a->cfg.site);
+	}
+	if (!strcmp(home, a->cfg.site))
+		return error_set(err, EINVAL, "VM %s is at site %s already", vm, home);
+	char home_api[300];
+	if ((rc = site_api(a, home, home_api, sizeof(home_api), err)) < 0)
+		return rc;
+
+	/* Nothing else moves this VM meanwhile. */
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, vm);
+	bool ok = v && v->proc.pid && !v->incoming && !v->replica && !v->migrating;
+	struct vm_spec spec;
+	struct vmproc proc;
+	int64_t owner_rev = 0;
+	if (ok) {
+		v->migrating = true;
+		spec = v->spec;
+		proc = v->proc;
+		owner_rev = v->owner_rev;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (!ok)
+		return error_set(err, EBUSY, "VM %s does not run on %s, or is moving", vm,
+				 a->cfg.name);
+	int64_t t0 = agent_now_ns();
+
+	/* 1. The replication reversed. */
+	json_t *knobs = json_pack("{s:i}", "epoch_ms", 200), *prot = NULL;
+	rc = knobs ? protect_here(a, vm, home, knobs, &prot, err) : -ENOMEM;
+	json_decref(knobs);
+	json_decref(prot);
+	if (rc < 0) {
+		set_migrating(a, vm, false);
+		return error_wrap(err, "protecting %s at site %s", vm, home);
+	}
+
+	/* 2. In step: the bulk copy done and an epoch after it. */
+	int64_t deadline = agent_now_ns() + (int64_t)FAILBACK_SYNC_MS * 1000000;
+	for (;;) {
+		json_t *st = NULL;
+		struct error e2 = { 0 };
+		rc = vmproc_call(&proc, "replicate-status", NULL, 5000, &st, &e2);
+		const char *phase = json_string_value(json_object_get(st, "phase"));
+		bool in_step = rc == 0 && phase && !strcmp(phase, "protecting") &&
+			       json_integer_value(json_object_get(st, "epoch")) >= 2;
+		bool failed = rc == 0 && phase && strcmp(phase, "protecting") &&
+			      strcmp(phase, "bulk");
+		if (failed)
+			rc = error_set(err, EIO, "the replication home ended (%s): %s", phase,
+				       json_string_value(json_object_get(st, "error")) ?: "");
+		else if (rc < 0)
+			rc = error_set(err, e2.code, "%s", e2.msg);
+		json_decref(st);
+		if (in_step)
+			break;
+		if (rc == 0 && agent_now_ns() > deadline)
+			rc = error_set(err, ETIMEDOUT, "the replication home was not in step after "
+				       "%d s", FAILBACK_SYNC_MS / 1000);
+		if (rc < 0) {
+			undo_protection(a, vm, home_api, &proc);
+			set_migrating(a, vm, false);
+			return error_wrap(err, "failing %s back to %s", vm, home);
+		}
+		usleep(100000);
+	}
+	int64_t t_sync = agent_now_ns();
+
+	/* 3. The last epoch: the guest stays paused once home has it. */
+	json_t *final = json_pack("{s:b}", "final", 1), *last = NULL;
+	rc = final ? vmproc_call(&proc, "replicate-stop", final, 120000, &last, err) : -ENOMEM;
+	json_decref(final);
+	uint64_t epoch = (uint64_t)json_integer_value(json_object_get(last, "epoch"));
+	json_decref(last);
+	if (rc < 0) {
+		undo_protection(a, vm, home_api, &proc);
+		set_migrating(a, vm, false);
+		return error_wrap(err, "handing %s over to %s", vm, home);
+	}
+
+	/* 4. This site gives it up: the owner record (the fencing token),
+	 * then the spec, so that home can see it gone. */
+	struct error e2 = { 0 };
+	rc = store_cas_delete(a->etcd, okey, owner_rev, err);
+	if (rc == 0)
+		store_delete(a->etcd, skey, &e2);
+
+	/* 5. Home runs it. */
+	json_t *fo_reply = NULL;
+	if (rc == 0) {
+		char path[200];
+		json_t *body = json_object();
+		snprintf(path, sizeof(path), "/v1/replicas/%s/failover", vm);
+		rc = body ? site_call(a, home_api, "POST", path, body, 60000, &fo_reply, err)
+			  : -ENOMEM;
+		json_decref(body);
+		if (rc < 0 && home_runs(a, home_api, vm) != 0) {
+			/* Home may run it (the answer was lost) or cannot say:
+			 * never two, so it stays paused here for the operator. */
+			error_wrap(err, "site %s did not answer whether it took %s over: the VM is "
+				   "left paused on %s (resume it there only if %s does not run it)",
+				   home, vm, a->cfg.name, home);
+			set_migrating(a, vm, false);
+			json_decref(fo_reply);
+			return rc;
+		}
+		if (rc < 0) {
+			error_wrap(err, "site %s did not take %s over", home, vm);
+			/* Ours again, as it was, and running. */
+			json_t *sj = vm_spec_to_json(&spec);
+			json_t *oj = agent_owner_record(a, a->cfg.name, "running");
+			int64_t back_rev = 0;
+			struct error e3 = { 0 };
+			if (sj)
+				store_create(a->etcd, skey, sj, 0, NULL, NULL, &e3);
+			int orc = oj ? store_create(a->etcd, okey, oj, a->lease, NULL, &back_rev, &e3)
+				     : -ENOMEM;
+			json_decref(sj);
+			json_decref(oj);
+			pthread_mutex_lock(&a->lock);
+			v = agent_find_vm(a, vm);
+			if (v && orc == 0)
+				v->owner_rev = back_rev;
+			pthread_mutex_unlock(&a->lock);
+			if (orc < 0) {
+				log_error("ternd %s: %s cannot be owned here again (%s): killing it",
+					  a->cfg.name, vm, e3.msg);
+				pthread_mutex_lock(&a->lock);
+				v = agent_find_vm(a, vm);
+				if (v) {
+					vmproc_kill(&v->proc);
+					v->used = false;
+				}
+				pthread_mutex_unlock(&a->lock);
+			}
+		}
+	}
+	if (rc < 0) {
+		vmproc_call(&proc, "resume", NULL, 5000, NULL, &e2);
+		undo_protection(a, vm, home_api, &proc);
+		set_migrating(a, vm, false);
+		return rc;
+	}
+	/* Home runs it: the paused VMM here goes, with this site's records. */
+	pthread_mutex_lock(&a->lock);
+	v = agent_find_vm(a, vm);
+	if (v) {
+		vmproc_kill(&v->proc);
+		v->used = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+	store_delete(a->etcd, dkey, &e2);
+	store_delete(a->etcd, origin_key, &e2);
+	const char *home_host = json_string_value(json_object_get(fo_reply, "host"));
+	double sync_s = (double)(t_sync - t0) / 1e9, total_s = (double)(agent_now_ns() - t0) / 1e9;
+	log_info("ternd %s: %s failed back to site %s (%s) at epoch %llu in %.2f s (in step "
+		 "after %.2f s)", a->cfg.name, vm, home, home_host ? home_host : "?",
+		 (unsigned long long)epoch, total_s, sync_s);
+	*reply = json_pack("{s:s, s:s, s:s?, s:I, s:f, s:f}", "vm", vm, "site", home, "host",
+			   home_host, "epoch", (json_int_t)epoch, "seconds", total_s,
+			   "sync_seconds", sync_s);
+	json_decref(fo_reply);
+	return 0;
 }
 
 int agent_dr_register(struct agent *a, struct error *err)
@@ -401,6 +792,8 @@ int agent_dr_register(struct agent *a, struct error *err)
 		{ "GET", "/v1/internal/dr/{}", local_dr_status },
 		{ "GET", "/v1/dr", dr_status },
 		{ "POST", "/v1/replicas/{}/failover", failover },
+		{ "POST", "/v1/replicas/{}/drop", drop_standby },
+		{ "POST", "/v1/vms/{}/failback", failback },
 	};
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (rest_route(a->rest, routes[i].method, routes[i].pattern, routes[i].fn, a) < 0)

@@ -19,6 +19,7 @@
 
 #define LAB_AGENT_FILE "/run/tern-lab/agent"
 #define CLI_TIMEOUT_MS 60000
+#define FAILBACK_TIMEOUT_MS 600000
 #define EXIT_ERROR 1
 #define EXIT_USAGE 2
 
@@ -157,18 +158,24 @@ static int parse(struct cli *c, int argc, char **argv)
 	return 0;
 }
 
-static int request(struct cli *c, const char *method, const char *path, json_t *body,
-		   json_t **reply)
+static int request_waiting(struct cli *c, const char *method, const char *path, json_t *body,
+			   int timeout_ms, json_t **reply)
 {
 	struct error err = { 0 };
 	int rc = http_json(c->agent, c->have_token ? c->token : NULL, method, path, body,
-			   CLI_TIMEOUT_MS, reply, &err);
+			   timeout_ms, reply, &err);
 	json_decref(body);
 	if (rc < 0) {
 		fprintf(stderr, "tern: %s\n", err.msg);
 		return EXIT_ERROR;
 	}
 	return 0;
+}
+
+static int request(struct cli *c, const char *method, const char *path, json_t *body,
+		   json_t **reply)
+{
+	return request_waiting(c, method, path, body, CLI_TIMEOUT_MS, reply);
 }
 
 static void print_json(json_t *j)
@@ -509,7 +516,7 @@ int cmd_dr(int argc, char **argv)
 	struct cli c = { 0 };
 	if (argc < 2) {
 		fprintf(stderr, "tern: dr protect VM --to SITE [--rpo MS] [--epoch MS] [--sync] | "
-			"status | failover VM [--force]\n");
+			"status | failover VM [--force] | failback VM [--to SITE]\n");
 		return EXIT_USAGE;
 	}
 	const char *sub = argv[1];
@@ -566,6 +573,16 @@ int cmd_dr(int argc, char **argv)
 			return EXIT_ERROR;
 		return print_result(&c, r, "VM %s runs on %s from epoch %lld\n", c.name,
 				    str(r, "host"), num(r, "epoch"));
+	}
+	if (!strcmp(sub, "failback")) {
+		json_t *body = c.to ? json_pack("{s:s}", "site", c.to) : json_object();
+		snprintf(path, sizeof(path), "/v1/vms/%s/failback", c.name);
+		/* The way home gets in step first: a bulk copy of the VM. */
+		if (request_waiting(&c, "POST", path, body, FAILBACK_TIMEOUT_MS, &r))
+			return EXIT_ERROR;
+		return print_result(&c, r, "VM %s is home at %s on %s (epoch %lld, %.1f s)\n",
+				    c.name, str(r, "site"), str(r, "host"), num(r, "epoch"),
+				    json_real_value(json_object_get(r, "seconds")));
 	}
 	fprintf(stderr, "tern: unknown command \"dr %s\"\n", sub);
 	return EXIT_USAGE;

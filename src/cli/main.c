@@ -71,6 +71,7 @@ static void usage(FILE *out)
 		"       tern site list | add NAME --site-agent http://IP:PORT   (other sites)\n"
 		"       tern dr protect VM --to SITE [--rpo MS] [--epoch MS] [--sync]\n"
 		"       tern dr status | failover VM [--force]   (at the standby's site)\n"
+		"       tern dr failback VM [--to SITE]   (home again, once its site is back)\n"
 		"\n"
 		"vm run options:\n"
 		"  --kernel IMAGE      RISC-V Linux kernel Image (required unless --restore)\n"

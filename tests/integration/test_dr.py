@@ -146,3 +146,69 @@ def test_protect_then_lose_a_site(sites):
     assert summary["ok"] and summary["errors"] == 0 and summary["unanswered"] == 0, summary
     assert json.loads(cli(west, "dr", "status", "--json").stdout)["standbys"] == []
     assert host in ("h0", "h1")
+
+
+def test_site_returns_then_fail_back(sites):
+    """East comes back (etcd with its data, new agents): it does not start
+    db again, which west runs now (its controller asks west and forgets
+    db); then `tern dr failback db` reverses the replication and hands db
+    over home with one last epoch: the client's echo session goes on, db
+    runs once, at east, as east's."""
+    east, west, lab = sites
+    out = subprocess.run(["bash", str(REPO / "scripts" / "etcd-lab.sh"), "start",
+                          str(east.etcd_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out
+    # An agent registers once its old lease has expired (etcd gives the
+    # leases it restores a whole TTL again).
+    for i in range(2):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                east.start_agent(i)
+                break
+            except RuntimeError as e:
+                assert "already registered" in str(e), e
+                assert time.monotonic() < deadline, e
+                time.sleep(1)
+    east.wait_hosts(2)
+    # Longer than the old leases' TTL and several controller rounds.
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        assert "db" not in vmm_processes(east), "east started db again: two copies"
+        time.sleep(0.2)
+    assert "db" not in east.vms(), east.vms()
+    decisions = east.ok(0, "GET", "/v1/cluster/decisions")["decisions"]
+    assert any(d["what"] == "db" and "failed over" in d["reason"] for d in decisions), decisions
+
+    # Bad requests change nothing.
+    p = cli(west, "dr", "failback", "db", "--to", "west", check=False)
+    assert p.returncode == 1 and "already" in p.stderr, p
+    p = cli(west, "dr", "failback", "db", "--to", "north", check=False)
+    assert p.returncode == 1 and "no site north" in p.stderr, p
+    p = cli(west, "dr", "failback", "nosuch", check=False)
+    assert p.returncode == 1 and "nosuch" in p.stderr, p
+    assert west.vms()["db"]["state"] == "running"
+
+    client = EchoClient(lab.client, GUEST_IP, ECHO_PORT, interval_ms=50)
+    client.start()
+    try:
+        client.wait_connected(timeout=60)
+        time.sleep(1)
+        t0 = time.monotonic()
+        out = cli(west, "dr", "failback", "db").stdout
+        print(f"\nfailback: {out.strip()} ({time.monotonic() - t0:.1f} s)")
+        assert "is home at east" in out, out
+        vms = wait_for("db running at east", lambda: (lambda v: v if v.get("db", {}).get(
+            "state") == "running" else None)(east.vms()), 30)
+        assert "db" not in west.vms(), west.vms()
+        wait_for("no VMM of db left at west", lambda: "db" not in vmm_processes(west), 15)
+        assert len(vmm_processes(east).get("db", [])) == 1, vmm_processes(east)
+        time.sleep(3)
+    finally:
+        summary = client.stop()
+    print(f"echo across the fail-back: {summary}")
+    assert summary["ok"] and summary["errors"] == 0 and summary["unanswered"] == 0, summary
+    assert vms["db"]["host"] in ("h0", "h1")
+    for s in (east, west):
+        st = json.loads(cli(s, "dr", "status", "--json").stdout)
+        assert st["protected"] == [] and st["standbys"] == [], st
