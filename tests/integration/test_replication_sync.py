@@ -15,14 +15,13 @@ replicates too. After the failover every record the client had an
 acknowledgement for is on the replica's disk, intact, none torn."""
 import os
 import signal
-import socket
 import sys
 import time
 
 import pytest
 
 from ternvm import REPO, Vm
-from test_replication import records
+from test_replication import free_port, records, wait_for
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from lab import Lab  # noqa: E402
@@ -36,23 +35,6 @@ TAP = "tlrep0"
 ECHO_PORT = 7000
 RECORD_PORT = 7001
 DISK_BYTES = 64 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, pred, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} after {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
