@@ -34,7 +34,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from ternvm import Vm  # noqa: E402
+from ternvm import Vm, free_port, heartbeats  # noqa: E402
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from echo_client import EchoClient  # noqa: E402
 from lab import Lab  # noqa: E402
@@ -52,20 +51,6 @@ MAC = "52:54:00:74:00:31"
 TAP = "tlbdr0"
 ECHO_PORT = 7000
 ECHO_MS = 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def hb(path):
-    try:
-        text = Path(path).read_text(errors="replace")
-    except FileNotFoundError:
-        return []
-    return [(int(a), int(b)) for a, b in re.findall(r"HB (\d+) (\d+)", text)]
 
 
 def dirtier_rate(vm, seconds):
@@ -130,7 +115,7 @@ def cell(args, lab, work, epoch_ms, sync, rate):
         echo = None
         during = dirtier_rate(src, max(1, int(args.settle) - 1))
         bytes_s = (st["bytes_total"] - st0["bytes_total"]) / protected_s
-        last_src = hb(src.serial1_path)[-1]
+        last_src = heartbeats(src.serial1_path)[-1]
         src.proc.send_signal(signal.SIGKILL)
         t_kill = time.monotonic()
         src.proc.wait(30)
@@ -141,12 +126,12 @@ def cell(args, lab, work, epoch_ms, sync, rate):
         r = dst.api("failover")
         if not r["ok"]:
             raise RuntimeError(r)
-        while not hb(dst.serial1_path):
+        while not heartbeats(dst.serial1_path):
             if time.monotonic() - t_kill > 60:
                 raise TimeoutError("no heartbeat on the standby")
             time.sleep(0.005)
         rto = time.monotonic() - t_kill
-        first_dst = hb(dst.serial1_path)[0]
+        first_dst = heartbeats(dst.serial1_path)[0]
         lost_ms = (last_src[1] - first_dst[1]) / 1e6
         return {"cell": name, "epoch_ms": epoch_ms, "sync": sync, "rate": rate,
                 "echo_before_ms": echo_before["avg_rtt_ms"],

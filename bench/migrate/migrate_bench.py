@@ -155,7 +155,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import ternvm  # noqa: E402
-from ternvm import KERNEL, INITRD, TERN_BIN, Vm, guest_images  # noqa: E402
+from ternvm import KERNEL, INITRD, TERN_BIN, Vm, free_port, guest_images  # noqa: E402
 
 OPENSBI = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -256,12 +256,6 @@ def note_cmd(label, text):
     if (label, text) not in COMMANDS:
         COMMANDS.append((label, text))
     print(f"# {label}: {text}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- loopback bandwidth -------------------------------------------------------

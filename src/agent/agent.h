@@ -90,6 +90,8 @@ void agent_kill_all_vms(struct agent *a, const char *why);
 /* The local VM called name, or NULL; with a->lock held. */
 struct agent_vm *agent_find_vm(struct agent *a, const char *name);
 struct agent_vm *agent_new_vm(struct agent *a);
+/* Marks vm (if this host has it) as moving away, or not; takes a->lock. */
+void agent_set_migrating(struct agent *a, const char *vm, bool on);
 /* vmproc_env for this agent's VMMs. */
 void agent_vmproc_env(const struct agent *a, struct vmproc_env *env, char *run_dir, size_t size);
 /* controller.c */

@@ -75,15 +75,14 @@ static bool balance_enabled(struct agent *a)
 {
 	char key[256];
 	agent_key(a, key, sizeof(key), "config");
-	struct store_list l;
+	json_t *config = NULL;
 	struct error err = { 0 };
 	bool on = a->cfg.balance;
-	if (store_list(a->etcd, key, &l, &err) == 0) {
-		const struct store_item *it = store_find(&l, key);
-		json_t *v = it ? json_object_get(it->value, "balance") : NULL;
+	if (store_get(a->etcd, key, &config, NULL, &err) == 0) {
+		json_t *v = json_object_get(config, "balance");
 		if (json_is_boolean(v))
 			on = json_is_true(v);
-		store_list_free(&l);
+		json_decref(config);
 	}
 	return on;
 }

@@ -36,15 +36,14 @@ static int site_api(struct agent *a, const char *name, char *out, size_t size,
 {
 	char key[300];
 	agent_key(a, key, sizeof(key), "sites/%s", name);
-	struct store_list l;
-	int rc = store_list(a->etcd, key, &l, err);
+	json_t *rec;
+	int rc = store_get(a->etcd, key, &rec, NULL, err);
 	if (rc < 0)
 		return rc;
-	const struct store_item *it = store_find(&l, key);
-	const char *api = it ? json_string_value(json_object_get(it->value, "api")) : NULL;
+	const char *api = json_string_value(json_object_get(rec, "api"));
 	if (api)
 		snprintf(out, size, "%s", api);
-	store_list_free(&l);
+	json_decref(rec);
 	return api ? 0 : error_set(err, ENOENT, "no site %s (tern site add %s --agent URL)", name,
 				   name);
 }
@@ -54,6 +53,32 @@ static int site_call(struct agent *a, const char *api, const char *method, const
 {
 	return http_json(api, a->token[0] ? a->token : NULL, method, path, body, timeout_ms, reply,
 			 err);
+}
+
+/* Whether site runs vm, asking its agent: 1 yes (where: "HOST, STATE"),
+ * 0 no (it has no such VM, or has not placed it), negative if it cannot
+ * tell (an unknown site, or its agent cannot be reached; err says). */
+static int site_runs_vm(struct agent *a, const char *site, const char *vm, char *where,
+			size_t where_size, struct error *err)
+{
+	char api[300], path[200];
+	json_t *there = NULL;
+	int rc = site_api(a, site, api, sizeof(api), err);
+	if (rc < 0)
+		return rc == -ENOENT ? -ENXIO : rc;     /* an unknown site, not an absent VM */
+	snprintf(path, sizeof(path), "/v1/vms/%s", vm);
+	rc = site_call(a, api, "GET", path, NULL, PEER_TIMEOUT_MS, &there, err);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	const char *state = json_string_value(json_object_get(there, "state"));
+	int runs = state && strcmp(state, "pending") ? 1 : 0;
+	if (where)
+		snprintf(where, where_size, "%s, %s",
+			 json_string_value(json_object_get(there, "host")) ?: "?", state ? state : "?");
+	json_decref(there);
+	return runs;
 }
 
 static int put_site(void *opaque, const struct rest_request *req, json_t **reply,
@@ -216,31 +241,20 @@ int agent_dr_may_place(struct agent *a, const char *vm, struct error *err)
 {
 	char key[300];
 	agent_key(a, key, sizeof(key), "dr/%s", vm);
-	struct store_list l;
-	int rc = store_list(a->etcd, key, &l, err);
+	json_t *rec;
+	int rc = store_get(a->etcd, key, &rec, NULL, err);
 	if (rc < 0)
 		return rc;
-	const struct store_item *it = store_find(&l, key);
-	char site[CL_NAME_MAX] = "";
-	if (it)
-		snprintf(site, sizeof(site), "%s",
-			 json_string_value(json_object_get(it->value, "site")) ?: "");
-	store_list_free(&l);
+	char site[CL_NAME_MAX];
+	snprintf(site, sizeof(site), "%s", json_string_value(json_object_get(rec, "site")) ?: "");
+	json_decref(rec);
 	if (!site[0])
 		return 1;
-	char remote[300], path[200];
-	json_t *there = NULL;
-	snprintf(path, sizeof(path), "/v1/vms/%s", vm);
 	struct error e2 = { 0 };
-	rc = site_api(a, site, remote, sizeof(remote), &e2);
+	rc = site_runs_vm(a, site, vm, NULL, 0, &e2);
 	if (rc == 0)
-		rc = site_call(a, remote, "GET", path, NULL, PEER_TIMEOUT_MS, &there, &e2);
-	const char *state = json_string_value(json_object_get(there, "state"));
-	bool runs_there = rc == 0 && state && strcmp(state, "pending");
-	json_decref(there);
-	if (rc == -ENOENT)
 		return 1;       /* not failed over: restarted here, as any VM */
-	if (runs_there) {
+	if (rc == 1) {
 		if ((rc = forget_moved_vm(a, vm, site, err)) < 0)
 			return rc;
 		error_set(err, EEXIST, "runs at site %s (failed over there): no longer this site's",
@@ -248,8 +262,7 @@ int agent_dr_may_place(struct agent *a, const char *vm, struct error *err)
 		return 0;
 	}
 	error_set(err, EHOSTUNREACH, "protected by site %s, which cannot say whether it failed "
-		  "%s over (%s): not restarted here until it can", site, vm,
-		  rc < 0 ? e2.msg : "no state");
+		  "%s over (%s): not restarted here until it can", site, vm, e2.msg);
 	return 0;
 }
 
@@ -365,14 +378,9 @@ static int at_standby(struct agent *a, const char *vm, const char *what,
 {
 	char key[300];
 	agent_key(a, key, sizeof(key), "replicas/%s", vm);
-	struct store_list l;
-	int rc = store_list(a->etcd, key, &l, err);
+	int rc = store_get(a->etcd, key, rec, rev, err);
 	if (rc < 0)
 		return rc;
-	const struct store_item *it = store_find(&l, key);
-	*rec = it ? json_deep_copy(it->value) : NULL;
-	*rev = it ? it->mod_rev : 0;
-	store_list_free(&l);
 	if (!*rec)
 		return error_set(err, ENOENT, "no standby for %s at site %s", vm, a->cfg.site);
 	const char *holder = json_string_value(json_object_get(*rec, "host"));
@@ -393,6 +401,52 @@ static int at_standby(struct agent *a, const char *vm, const char *what,
 	return rc;
 }
 
+/* Kills this host's VMM of vm (only a standby's if replica_only). */
+static void kill_local(struct agent *a, const char *vm, bool replica_only)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, vm);
+	if (v && (v->replica || !replica_only)) {
+		vmproc_kill(&v->proc);
+		v->used = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Makes the VMM here for spec an ordinary VM of this site: its spec and
+ * this host as its owner, both created only if absent. If someone at this
+ * site owns a VM of that name already, the VMM here is killed: never two. */
+static int own_here(struct agent *a, const struct vm_spec *spec, struct error *err)
+{
+	char skey[300], okey[300];
+	agent_key(a, skey, sizeof(skey), "vms/%s/spec", spec->name);
+	agent_key(a, okey, sizeof(okey), "vms/%s/owner", spec->name);
+	json_t *sj = vm_spec_to_json(spec);
+	json_t *oj = agent_owner_record(a, a->cfg.name, "running");
+	int64_t owner_rev = 0;
+	struct error e2 = { 0 };
+	int src = sj ? store_create(a->etcd, skey, sj, 0, NULL, NULL, &e2) : -ENOMEM;
+	int orc = oj ? store_create(a->etcd, okey, oj, a->lease, NULL, &owner_rev, err) : -ENOMEM;
+	json_decref(sj);
+	json_decref(oj);
+	if (src < 0 && src != -EEXIST)
+		log_warn("ternd %s: recording %s's spec: %s", a->cfg.name, spec->name, e2.msg);
+	if (orc < 0) {
+		log_error("ternd %s: %s cannot be owned here (%s): killing it", a->cfg.name,
+			  spec->name, err->msg);
+		kill_local(a, spec->name, false);
+		return orc;
+	}
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, spec->name);
+	if (v) {
+		v->replica = false;
+		v->owner_rev = owner_rev;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
 /* POST /v1/replicas/V/drop: the standby goes (a fail-back that did not
  * happen); it leaves no file. */
 static int drop_standby(void *opaque, const struct rest_request *req, json_t **reply,
@@ -406,13 +460,7 @@ static int drop_standby(void *opaque, const struct rest_request *req, json_t **r
 	if (rc != 1)
 		return rc;
 	json_decref(rec);
-	pthread_mutex_lock(&a->lock);
-	struct agent_vm *v = agent_find_vm(a, vm);
-	if (v && v->replica) {
-		vmproc_kill(&v->proc);
-		v->used = false;
-	}
-	pthread_mutex_unlock(&a->lock);
+	kill_local(a, vm, true);
 	char key[300];
 	agent_key(a, key, sizeof(key), "replicas/%s", vm);
 	if ((rc = store_cas_delete(a->etcd, key, rev, err)) < 0)
@@ -438,24 +486,15 @@ static int failover(void *opaque, const struct rest_request *req, json_t **reply
 	/* Fencing: the VM's own site must not run it any more. */
 	const char *from = json_string_value(json_object_get(rec, "from_site"));
 	bool force = json_is_true(json_object_get(req->body, "force"));
-	char remote[300];
 	struct error e2 = { 0 };
-	json_t *there = NULL;
-	char path[200];
-	snprintf(path, sizeof(path), "/v1/vms/%s", vm);
-	int seen = site_api(a, from ? from : "?", remote, sizeof(remote), &e2);
-	if (seen == 0)
-		seen = site_call(a, remote, "GET", path, NULL, PEER_TIMEOUT_MS, &there, &e2);
-	const char *state = json_string_value(json_object_get(there, "state"));
-	if (seen == 0 && state && strcmp(state, "pending")) {
-		rc = error_set(err, EBUSY, "VM %s still runs at site %s (on %s, %s): fail over only "
-			       "when that site is lost", vm, from,
-			       json_string_value(json_object_get(there, "host")) ?: "?", state);
-		json_decref(there);
+	char where[120] = "";
+	int seen = site_runs_vm(a, from ? from : "?", vm, where, sizeof(where), &e2);
+	if (seen == 1) {
+		rc = error_set(err, EBUSY, "VM %s still runs at site %s (on %s): fail over only "
+			       "when that site is lost", vm, from, where);
 		goto out;
 	}
-	json_decref(there);
-	if (seen < 0 && seen != -ENOENT && !force) {
+	if (seen < 0 && !force) {
 		rc = error_set(err, EHOSTUNREACH, "cannot reach site %s to see %s fenced (%s): "
 			       "--force if that site is known to be lost", from, vm, e2.msg);
 		goto out;
@@ -476,44 +515,11 @@ static int failover(void *opaque, const struct rest_request *req, json_t **reply
 		goto out;
 	uint64_t epoch = (uint64_t)json_integer_value(json_object_get(r, "epoch"));
 	json_decref(r);
-	/* An ordinary VM of this site from now on: its spec, and this host
-	 * as its owner, both created only if absent. */
 	struct vm_spec spec;
-	vm_spec_from_json(json_object_get(rec, "spec"), &spec, &e2);
-	char skey[300], okey[300];
-	agent_key(a, skey, sizeof(skey), "vms/%s/spec", vm);
-	agent_key(a, okey, sizeof(okey), "vms/%s/owner", vm);
-	json_t *sj = vm_spec_to_json(&spec);
-	json_t *oj = agent_owner_record(a, a->cfg.name, "running");
-	int64_t spec_rev = 0, owner_rev = 0;
 	struct error e3 = { 0 };
-	int src = sj ? store_create(a->etcd, skey, sj, 0, NULL, &spec_rev, &e3) : -ENOMEM;
-	int orc = oj ? store_create(a->etcd, okey, oj, a->lease, NULL, &owner_rev, err) : -ENOMEM;
-	json_decref(sj);
-	json_decref(oj);
-	if (src < 0 && src != -EEXIST)
-		log_warn("ternd %s: recording %s's spec: %s", a->cfg.name, vm, e3.msg);
-	pthread_mutex_lock(&a->lock);
-	v = agent_find_vm(a, vm);
-	if (v && orc == 0) {
-		v->replica = false;
-		v->owner_rev = owner_rev;
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (orc < 0) {
-		/* Someone at this site owns a VM of that name: never two. */
-		log_error("ternd %s: %s failed over but cannot be owned here (%s): killing it",
-			  a->cfg.name, vm, err->msg);
-		pthread_mutex_lock(&a->lock);
-		v = agent_find_vm(a, vm);
-		if (v) {
-			vmproc_kill(&v->proc);
-			v->used = false;
-		}
-		pthread_mutex_unlock(&a->lock);
-		rc = orc;
+	vm_spec_from_json(json_object_get(rec, "spec"), &spec, &e3);
+	if ((rc = own_here(a, &spec, err)) < 0)
 		goto out;
-	}
 	store_cas_delete(a->etcd, key, rec_rev, &e3);
 	/* Where it came from: the way home (failback). */
 	char origin_key[300];
@@ -536,15 +542,6 @@ out:
 /* How long the way home may take to get in step (the bulk copy). */
 #define FAILBACK_SYNC_MS 300000
 
-static void set_migrating(struct agent *a, const char *vm, bool on)
-{
-	pthread_mutex_lock(&a->lock);
-	struct agent_vm *v = agent_find_vm(a, vm);
-	if (v)
-		v->migrating = on;
-	pthread_mutex_unlock(&a->lock);
-}
-
 /* The home site's standby goes; the protection record here too. */
 static void undo_protection(struct agent *a, const char *vm, const char *home_api,
 			    const struct vmproc *proc)
@@ -561,21 +558,6 @@ static void undo_protection(struct agent *a, const char *vm, const char *home_ap
 	json_decref(ignored);
 	agent_key(a, key, sizeof(key), "dr/%s", vm);
 	store_delete(a->etcd, key, &e2);
-}
-
-/* 0 if site (at api) does not run vm, 1 if it does, negative if it
- * cannot tell. */
-static int home_runs(struct agent *a, const char *api, const char *vm)
-{
-	char path[200];
-	snprintf(path, sizeof(path), "/v1/vms/%s", vm);
-	json_t *there = NULL;
-	struct error e2 = { 0 };
-	int rc = site_call(a, api, "GET", path, NULL, PEER_TIMEOUT_MS, &there, &e2);
-	const char *state = json_string_value(json_object_get(there, "state"));
-	int runs = rc == -ENOENT ? 0 : rc < 0 ? rc : state && strcmp(state, "pending") ? 1 : 0;
-	json_decref(there);
-	return runs;
 }
 
 /* POST /v1/vms/V/failback {site}: at the agent of V's host, for a VM that
@@ -605,13 +587,12 @@ static int failback(void *opaque, const struct rest_request *req, json_t **reply
 	if (site_arg) {
 		snprintf(home, sizeof(home), "%s", json_string_value(site_arg));
 	} else {
-		struct store_list l;
-		if ((rc = store_list(a->etcd, origin_key, &l, err)) < 0)
+		json_t *origin;
+		if ((rc = store_get(a->etcd, origin_key, &origin, NULL, err)) < 0)
 			return rc;
-		const struct store_item *it = store_find(&l, origin_key);
 		snprintf(home, sizeof(home), "%s",
-			 it ? json_string_value(json_object_get(it->value, "site")) ?: "" : "");
-		store_list_free(&l);
+			 json_string_value(json_object_get(origin, "site")) ?: "");
+		json_decref(origin);
 		if (!home[0])
 			return error_set(err, EINVAL, "VM %s did not fail over to site %s: name the "
 					 "site to move it to ({\"site\": NAME})", vm, a->cfg.site);
@@ -647,7 +628,7 @@ static int failback(void *opaque, const struct rest_request *req, json_t **reply
 	json_decref(knobs);
 	json_decref(prot);
 	if (rc < 0) {
-		set_migrating(a, vm, false);
+		agent_set_migrating(a, vm, false);
 		return error_wrap(err, "protecting %s at site %s", vm, home);
 	}
 
@@ -675,7 +656,7 @@ static int failback(void *opaque, const struct rest_request *req, json_t **reply
 				       "%d s", FAILBACK_SYNC_MS / 1000);
 		if (rc < 0) {
 			undo_protection(a, vm, home_api, &proc);
-			set_migrating(a, vm, false);
+			agent_set_migrating(a, vm, false);
 			return error_wrap(err, "failing %s back to %s", vm, home);
 		}
 		usleep(100000);
@@ -690,7 +671,7 @@ static int failback(void *opaque, const struct rest_request *req, json_t **reply
 	json_decref(last);
 	if (rc < 0) {
 		undo_protection(a, vm, home_api, &proc);
-		set_migrating(a, vm, false);
+		agent_set_migrating(a, vm, false);
 		return error_wrap(err, "handing %s over to %s", vm, home);
 	}
 
@@ -710,61 +691,32 @@ static int failback(void *opaque, const struct rest_request *req, json_t **reply
 		rc = body ? site_call(a, home_api, "POST", path, body, 60000, &fo_reply, err)
 			  : -ENOMEM;
 		json_decref(body);
-		if (rc < 0 && home_runs(a, home_api, vm) != 0) {
+		struct error e4 = { 0 };
+		if (rc < 0 && site_runs_vm(a, home, vm, NULL, 0, &e4) != 0) {
 			/* Home may run it (the answer was lost) or cannot say:
 			 * never two, so it stays paused here for the operator. */
 			error_wrap(err, "site %s did not answer whether it took %s over: the VM is "
 				   "left paused on %s (resume it there only if %s does not run it)",
 				   home, vm, a->cfg.name, home);
-			set_migrating(a, vm, false);
+			agent_set_migrating(a, vm, false);
 			json_decref(fo_reply);
 			return rc;
 		}
 		if (rc < 0) {
 			error_wrap(err, "site %s did not take %s over", home, vm);
 			/* Ours again, as it was, and running. */
-			json_t *sj = vm_spec_to_json(&spec);
-			json_t *oj = agent_owner_record(a, a->cfg.name, "running");
-			int64_t back_rev = 0;
 			struct error e3 = { 0 };
-			if (sj)
-				store_create(a->etcd, skey, sj, 0, NULL, NULL, &e3);
-			int orc = oj ? store_create(a->etcd, okey, oj, a->lease, NULL, &back_rev, &e3)
-				     : -ENOMEM;
-			json_decref(sj);
-			json_decref(oj);
-			pthread_mutex_lock(&a->lock);
-			v = agent_find_vm(a, vm);
-			if (v && orc == 0)
-				v->owner_rev = back_rev;
-			pthread_mutex_unlock(&a->lock);
-			if (orc < 0) {
-				log_error("ternd %s: %s cannot be owned here again (%s): killing it",
-					  a->cfg.name, vm, e3.msg);
-				pthread_mutex_lock(&a->lock);
-				v = agent_find_vm(a, vm);
-				if (v) {
-					vmproc_kill(&v->proc);
-					v->used = false;
-				}
-				pthread_mutex_unlock(&a->lock);
-			}
+			own_here(a, &spec, &e3);
 		}
 	}
 	if (rc < 0) {
 		vmproc_call(&proc, "resume", NULL, 5000, NULL, &e2);
 		undo_protection(a, vm, home_api, &proc);
-		set_migrating(a, vm, false);
+		agent_set_migrating(a, vm, false);
 		return rc;
 	}
 	/* Home runs it: the paused VMM here goes, with this site's records. */
-	pthread_mutex_lock(&a->lock);
-	v = agent_find_vm(a, vm);
-	if (v) {
-		vmproc_kill(&v->proc);
-		v->used = false;
-	}
-	pthread_mutex_unlock(&a->lock);
+	kill_local(a, vm, false);
 	store_delete(a->etcd, dkey, &e2);
 	store_delete(a->etcd, origin_key, &e2);
 	const char *home_host = json_string_value(json_object_get(fo_reply, "host"));

@@ -69,15 +69,6 @@ static const char *status_phase(json_t *st)
 	return p ? p : "?";
 }
 
-static void set_migrating(struct agent *a, const char *vm, bool on)
-{
-	pthread_mutex_lock(&a->lock);
-	struct agent_vm *v = agent_find_vm(a, vm);
-	if (v)
-		v->migrating = on;
-	pthread_mutex_unlock(&a->lock);
-}
-
 /* Runs the migration; 0 when the VM runs on the destination. */
 static int run_job(struct job *j, struct error *err)
 {
@@ -253,7 +244,7 @@ static void *job_main(void *arg)
 	struct error err = { 0 };
 	int64_t t0 = agent_now_ns();
 	int rc = run_job(j, &err);
-	set_migrating(j->a, j->vm, false);
+	agent_set_migrating(j->a, j->vm, false);
 	if (rc == 0)
 		log_info("ternd %s: migrated %s to %s in %.2f s (%s)", j->a->cfg.name, j->vm, j->to,
 			 (double)(agent_now_ns() - t0) / 1e9, j->reason);
@@ -322,7 +313,7 @@ int agent_migrate_start(struct agent *a, const char *vm, const char *to, const c
 	rc = pthread_create(&t, &attr, job_main, j);
 	pthread_attr_destroy(&attr);
 	if (rc) {
-		set_migrating(a, vm, false);
+		agent_set_migrating(a, vm, false);
 		free(j);
 		return error_errno(err, rc, "cannot start a migration thread");
 	}

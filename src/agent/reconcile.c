@@ -31,6 +31,15 @@ struct agent_vm *agent_find_vm(struct agent *a, const char *name)
 	return NULL;
 }
 
+void agent_set_migrating(struct agent *a, const char *vm, bool on)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_vm *v = agent_find_vm(a, vm);
+	if (v)
+		v->migrating = on;
+	pthread_mutex_unlock(&a->lock);
+}
+
 struct agent_vm *agent_new_vm(struct agent *a)
 {
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)

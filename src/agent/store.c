@@ -34,6 +34,24 @@ int store_list(struct etcd *e, const char *prefix, struct store_list *out, struc
 	return 0;
 }
 
+int store_get(struct etcd *e, const char *key, json_t **value, int64_t *mod_rev,
+	      struct error *err)
+{
+	*value = NULL;
+	struct etcd_kv kv;
+	bool found = false;
+	int rc = etcd_get(e, key, &kv, &found, err);
+	if (rc < 0)
+		return rc;
+	if (found) {
+		*value = json_loadb(kv.value, kv.value_len, 0, NULL);
+		if (mod_rev)
+			*mod_rev = kv.mod_revision;
+		etcd_kv_free(&kv);
+	}
+	return 0;
+}
+
 void store_list_free(struct store_list *l)
 {
 	for (size_t i = 0; i < l->n; i++) {

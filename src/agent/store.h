@@ -27,6 +27,10 @@ struct store_list {
 int store_list(struct etcd *e, const char *prefix, struct store_list *out, struct error *err);
 void store_list_free(struct store_list *l);
 const struct store_item *store_find(const struct store_list *l, const char *key);
+/* One key's JSON value (*value NULL if absent or not JSON; else the
+ * caller's reference) and its mod revision (mod_rev may be NULL). */
+int store_get(struct etcd *e, const char *key, json_t **value, int64_t *mod_rev,
+	      struct error *err);
 
 /* A condition every write may carry: guard_key's create revision is
  * guard_create_rev (a controller's writes need it still to be the

@@ -30,6 +30,34 @@ TEST_CERT_IPS = ["127.0.0.1"] + [f"10.90.0.{i}" for i in range(1, 30)]
 _tls = {}
 
 
+def free_port():
+    """A TCP port of 127.0.0.1 free a moment ago (for a VMM to listen on)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, pred, timeout, interval=0.05):
+    """pred()'s first true value within timeout seconds, else TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} after {timeout} s")
+        time.sleep(interval)
+
+
+def heartbeats(path):
+    """The (seq, guest ns) pairs of a heartbeat_lines serial file."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [(int(a), int(b)) for a, b in re.findall(r"HB (\d+) (\d+)", text)]
+
+
 def make_certs(base, name, ca="ca", extra=(), expired=False):
     """A host certificate directory (for --tls-dir) under base, signed by
     the CA in base/ca (made on first use)."""

@@ -10,14 +10,13 @@ not make sense (issue: "Trust nobody on the wire").
     switch-over on) a resume are refused; the VM runs on throughout."""
 import os
 import signal
-import socket
 import stat
 import subprocess
 import time
 
 import pytest
 
-from ternvm import KERNEL, INITRD, TERN_BIN, Vm, guest_images
+from ternvm import KERNEL, INITRD, TERN_BIN, Vm, free_port, guest_images
 
 
 def proc_status(pid):
@@ -27,12 +26,6 @@ def proc_status(pid):
             k, _, v = line.partition(":")
             fields[k] = v.strip()
     return fields
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

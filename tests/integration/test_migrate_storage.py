@@ -20,7 +20,6 @@ with a read-only second disk: it is copied too."""
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import zlib
@@ -28,19 +27,13 @@ import zlib
 import pytest
 
 from migrate_lab import Lab, MovingVm
-from ternvm import Vm, run_tern
+from ternvm import Vm, free_port, run_tern
 
 DISK_SIZE = 2 << 30
 FILL_OFFSET, FILL_SIZE = 512 << 20, 64 << 20
 RANDOM_OFFSET_MIB, RANDOM_SIZE_MIB = 1024, 16
 RECORD = 4096
 STALL_TIMEOUT_S = 10          # the migration's (docs/migration-protocol.md)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fill(path):

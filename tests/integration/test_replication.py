@@ -22,13 +22,12 @@ on."""
 import os
 import re
 import signal
-import socket
 import time
 import zlib
 
 import pytest
 
-from ternvm import Vm
+from ternvm import Vm, free_port, heartbeats, wait_for
 
 EPOCH_MS = 300
 RPO_MS = 1000
@@ -55,31 +54,6 @@ def records(path):
 def acked(vm):
     m = re.findall(r"acked (\d+)", vm.sh("tail -1 /tmp/append.log"))
     return int(m[-1]) if m else 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def hb_lines(path):
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return []
-    return [(int(m.group(1)), int(m.group(2))) for m in re.finditer(r"HB (\d+) (\d+)", text)]
-
-
-def wait_for(what, pred, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} after {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -148,13 +122,13 @@ def test_replicate_then_fail_over(source):
 
         # The primary dies, more than the RPO after the appender said how
         # many records it had acknowledged.
-        src_hb = hb_lines(source.serial1_path)
+        src_hb = heartbeats(source.serial1_path)
         safe = acked(source)
         assert safe > 0
         time.sleep(RPO_MS / 1000 + 0.5)
         source.proc.send_signal(signal.SIGKILL)
         source.proc.wait(30)
-        last_seq, last_ns = hb_lines(source.serial1_path)[-1]
+        last_seq, last_ns = heartbeats(source.serial1_path)[-1]
         rs = wait_for("the standby to see the link lost", lambda: (lambda s: s if s["phase"] ==
                                                                    "link-lost" else None)(
             standby.api("replica-status")["result"]), 40)
@@ -162,10 +136,10 @@ def test_replicate_then_fail_over(source):
         assert r["ok"] and r["result"]["epoch"] == rs["epoch"], r
         standby.attach(timeout=60)
         assert standby.api("status")["result"]["state"] == "running"
-        before = len(hb_lines(standby.serial1_path))
+        before = len(heartbeats(standby.serial1_path))
         wait_for("the heartbeat on the standby",
-                 lambda: len(hb_lines(standby.serial1_path)) > before + 5, 30)
-        first_seq, first_ns = hb_lines(standby.serial1_path)[0]
+                 lambda: len(heartbeats(standby.serial1_path)) > before + 5, 30)
+        first_seq, first_ns = heartbeats(standby.serial1_path)[0]
         # The replica went back to its last epoch: the beats after it are
         # lost, a bounded amount of guest time.
         lost_ms = (last_ns - first_ns) / 1e6

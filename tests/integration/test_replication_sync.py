@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from ternvm import REPO, Vm
-from test_replication import free_port, records, wait_for
+from ternvm import REPO, Vm, free_port, wait_for
+from test_replication import records
 
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from lab import Lab  # noqa: E402
