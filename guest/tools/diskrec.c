@@ -13,9 +13,10 @@
  *   diskrec serve DEV -p PORT
  *       a TCP service whose replies are acknowledgements: for each line a
  *       client sends it appends the next record (as append does, from
- *       record 0 on) and, once fdatasync returned, answers "<n> <line>",
- *       n = the record's sequence + 1, the reply format of echoctr, so the
- *       migration tests' echo client checks it. One client at a time.
+ *       record 0 on, numbered on across connections) and, once fdatasync
+ *       returned, answers "<n> <line>", n counting this connection's
+ *       replies from 1: the reply format of echoctr, so the migration
+ *       tests' echo client checks it. One client at a time.
  *   diskrec crc DEV -o OFFSET_MIB -n SIZE_MIB
  *       reads the region with O_DIRECT (from the device, not a cache) and
  *       prints "crc32 XXXXXXXX" (zlib's CRC-32).
@@ -222,6 +223,7 @@ static int run_server(const char *dev, int port)
 		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		char in[512], out[600];
 		size_t have = 0;
+		uint64_t replies = 0;
 		for (;;) {
 			ssize_t r = recv(c, in + have, sizeof(in) - 1 - have, 0);
 			if (r < 0 && errno == EINTR && !stop_requested)
@@ -235,7 +237,8 @@ static int run_server(const char *dev, int port)
 				fill_block(b, "TERNREC1", done, 0);
 				write_flushed(fd, b, BLOCK, done * BLOCK);
 				done++;
-				int n = snprintf(out, sizeof(out), "%" PRIu64 " %.*s\n", done, (int)len, in);
+				int n = snprintf(out, sizeof(out), "%" PRIu64 " %.*s\n", ++replies, (int)len,
+						 in);
 				if (!send_all(c, out, (size_t)n))
 					break;
 				memmove(in, nl + 1, have - len - 1);

@@ -9,7 +9,11 @@ it; then the whole east site is lost (its agents, VMMs and etcd killed at
 once); fail-over without --force is refused (west cannot see east fenced),
 with --force the replica runs at west, as an ordinary VM of west (spec and
 owner record in west's etcd), exactly once, and the client's echo session
-carried on with no reply lost or repeated. Before that, the line between
+carried on with no reply lost or repeated; the VM's disk goes with it
+(replicated; `diskrec serve` in the guest acknowledges numbered,
+checksummed, fdatasynced records to a second client) and every record the
+client had an acknowledgement for is on west's disk, intact, none torn.
+Before that, the line between
 the sites is cut for a moment: west cannot see east, and its fail-over is
 refused (a partition is not a disaster)."""
 import json
@@ -22,6 +26,7 @@ import pytest
 
 from ternvm import INITRD, KERNEL, REPO, TERN_BIN as TERN, guest_images
 from test_cluster import vmm_processes, wait_for
+from test_replication import records
 
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests" / "lab"))
@@ -32,6 +37,9 @@ from lab import Lab  # noqa: E402
 TERND = os.environ.get("TERND_BIN", str(REPO / "build" / "ternd"))
 GUEST_IP = "10.90.0.60"
 ECHO_PORT = 7000
+RECORD_PORT = 7001           # the guest's acknowledged records (diskrec serve)
+DISK_BYTES = 64 << 20
+ACKED = {"records": 0}       # acknowledged before the site loss, for the fail-back
 
 
 def cli(site, *args, check=True):
@@ -77,10 +85,13 @@ def test_protect_then_lose_a_site(sites):
     sites_of_east = json.loads(cli(east, "site", "list", "--json").stdout)
     assert sites_of_east["site"] == "east" and sites_of_east["sites"][0]["name"] == "west"
 
+    disk = east.workdir / "db.img"
+    with open(disk, "wb") as f:
+        f.truncate(DISK_BYTES)
     spec = {"name": "db", "memory_mib": 256, "kernel": str(KERNEL), "initrd": str(INITRD),
             "cmdline": f"console=ttyS0 tern.ip={GUEST_IP}/24 tern.echoctr={ECHO_PORT} "
-                       "tern.dirtier=-s,16,-r,8",
-            "tap": "tldr0", "mac": "52:54:00:c4:00:01"}
+                       f"tern.recserve={RECORD_PORT} tern.dirtier=-s,16,-r,8",
+            "tap": "tldr0", "mac": "52:54:00:c4:00:01", "disk": str(disk)}
     status, reply = east.call(0, "POST", "/v1/vms", spec)
     assert status == 200, reply
     wait_for("db running at east",
@@ -118,9 +129,12 @@ def test_protect_then_lose_a_site(sites):
     assert west.vms() == {} and len(vmm_processes(east).get("db", [])) == 1
 
     client = EchoClient(lab.client, GUEST_IP, ECHO_PORT, interval_ms=50)
+    writer = EchoClient(lab.client, GUEST_IP, RECORD_PORT, interval_ms=20)
     client.start()
+    writer.start()
     try:
         client.wait_connected(timeout=60)
+        writer.wait_connected(timeout=60)
         time.sleep(1.5)
         # The whole east site is lost at once: agents, VMMs, etcd.
         for i in range(2):
@@ -142,8 +156,15 @@ def test_protect_then_lose_a_site(sites):
         time.sleep(3)
     finally:
         summary = client.stop()
+        written = writer.stop()
     print(f"echo across the site loss: {summary}")
     assert summary["ok"] and summary["errors"] == 0 and summary["unanswered"] == 0, summary
+    # Every record the client had an acknowledgement for, on west's disk.
+    on_disk, torn = records(west.workdir / host / "vms" / "db" / "replica.img")
+    print(f"records acknowledged {written['replies']}, on west's disk {on_disk}")
+    assert written["ok"] and written["replies"] > 0, written
+    assert on_disk >= written["replies"] and not torn, (written, on_disk, torn)
+    ACKED["records"] = written["replies"]
     assert json.loads(cli(west, "dr", "status", "--json").stdout)["standbys"] == []
     assert host in ("h0", "h1")
 
@@ -190,9 +211,12 @@ def test_site_returns_then_fail_back(sites):
     assert west.vms()["db"]["state"] == "running"
 
     client = EchoClient(lab.client, GUEST_IP, ECHO_PORT, interval_ms=50)
+    writer = EchoClient(lab.client, GUEST_IP, RECORD_PORT, interval_ms=20)
     client.start()
+    writer.start()
     try:
         client.wait_connected(timeout=60)
+        writer.wait_connected(timeout=60)
         time.sleep(1)
         t0 = time.monotonic()
         out = cli(west, "dr", "failback", "db").stdout
@@ -206,9 +230,17 @@ def test_site_returns_then_fail_back(sites):
         time.sleep(3)
     finally:
         summary = client.stop()
+        written = writer.stop()
     print(f"echo across the fail-back: {summary}")
     assert summary["ok"] and summary["errors"] == 0 and summary["unanswered"] == 0, summary
-    assert vms["db"]["host"] in ("h0", "h1")
+    host = vms["db"]["host"]
+    assert host in ("h0", "h1")
+    # Every record acknowledged, before the site loss and since, at home.
+    on_disk, torn = records(east.workdir / host / "vms" / "db" / "replica.img")
+    print(f"records acknowledged in this session {written['replies']}, at home {on_disk}")
+    assert written["ok"] and written["replies"] > 0, written
+    acked = ACKED["records"] + written["replies"]
+    assert on_disk >= acked and not torn, (written, acked, on_disk, torn)
     for s in (east, west):
         st = json.loads(cli(s, "dr", "status", "--json").stdout)
         assert st["protected"] == [] and st["standbys"] == [], st
