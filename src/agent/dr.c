@@ -149,8 +149,8 @@ static int protect_here(struct agent *a, const char *vm, const char *site, json_
 	const char *shost = json_string_value(json_object_get(standby, "host"));
 	json_t *args = json_pack("{s:s, s:b}", "to", uri ? uri : "", "copy_storage",
 				 spec.disk[0] != 0);
-	static const char *const knobs[] = { "epoch_ms", "rpo_ms", "sync" };
-	for (unsigned i = 0; i < 3; i++) {
+	static const char *const knobs[] = { "epoch_ms", "rpo_ms", "sync", "compress" };
+	for (unsigned i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
 		json_t *k = json_object_get(knobs_in, knobs[i]);
 		if (k)
 			json_object_set(args, knobs[i], k);
@@ -194,7 +194,7 @@ static int at_owner(struct agent *a, const char *vm, const char *what,
 	return agent_call(a, api, "POST", path, req->body, timeout_ms, reply, err);
 }
 
-/* POST /v1/vms/V/protect {site, epoch_ms, rpo_ms, sync}: at V's agent. */
+/* POST /v1/vms/V/protect {site, epoch_ms, rpo_ms, sync, compress}: at V's agent. */
 static int protect(void *opaque, const struct rest_request *req, json_t **reply,
 		   struct error *err)
 {

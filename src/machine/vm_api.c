@@ -421,19 +421,28 @@ static json_t *replica_json(const struct replica_stats *st)
 static json_t *replica_json_full(const struct replica_stats *st)
 {
 	json_t *o = replica_json(st);
-	if (o)
+	if (o) {
 		json_object_set_new(o, "sync", json_boolean(st->params.sync));
+		json_object_set_new(o, "compress", json_string(codec_mode_name(st->params.compress)));
+		json_object_set_new(o, "stream_bytes_last_epoch",
+				    json_integer((json_int_t)st->stream_bytes_last_epoch));
+		json_object_set_new(o, "stream_bytes_total",
+				    json_integer((json_int_t)st->stream_bytes_total));
+		json_object_set_new(o, "epochs_compressed",
+				    json_integer((json_int_t)st->epochs_compressed));
+	}
 	if (o && st->params.copy_storage)
 		json_object_set_new(o, "disk_bytes_last_epoch",
 				    json_integer((json_int_t)st->disk_bytes_last_epoch));
 	return o;
 }
 
-/* replicate {"to": "tcp:HOST:PORT", "epoch_ms": 1000, "rpo_ms": epoch_ms} */
+/* replicate {"to": "tcp:HOST:PORT", "epoch_ms": 1000, "rpo_ms": epoch_ms, "copy_storage",
+ * "sync", "compress": "auto"|"on"|"off"} */
 static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct error *err)
 {
 	static const char *const allowed[] = { "to", "epoch_ms", "rpo_ms", "copy_storage", "sync",
-					       NULL };
+					       "compress", NULL };
 	int rc = check_args("replicate", args, allowed, err);
 	if (rc)
 		return rc;
@@ -454,6 +463,12 @@ static int cmd_replicate(void *opaque, json_t *args, json_t **result, struct err
 	if (sync && !json_is_boolean(sync))
 		return error_set(err, EINVAL, "replicate: \"sync\" must be true or false");
 	p.sync = json_is_true(sync);
+	p.compress = CODEC_AUTO;
+	json_t *compress = json_object_get(args, "compress");
+	if (compress && (!json_is_string(compress) ||
+			 codec_mode_parse(json_string_value(compress), &p.compress) < 0))
+		return error_set(err, EINVAL, "replicate: \"compress\" must be \"auto\", \"on\" "
+				 "or \"off\"");
 	if ((rc = replica_start(opaque, json_string_value(to), &p, err)))
 		return rc;
 	struct replica_stats st;

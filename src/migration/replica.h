@@ -20,12 +20,14 @@
 #include <stdint.h>
 
 #include "machine/vm.h"
+#include "migration/ramcodec.h"
 #include "util/error.h"
 
 #define REPLICA_MAGIC 0x50455254u          /* "TREP", little-endian on the wire */
 #define REPLICA_HEADER_SIZE 24
 /* Epoch header flags. */
 #define REPLICA_BULK 0x1u                   /* epoch 0: taken live, not a restore point */
+#define REPLICA_ZSTD 0x2u                   /* the stream goes in compressed chunks (replica_wire.h) */
 /* An epoch larger than this is refused (a corrupt length, not a VM). */
 #define REPLICA_MAX_EPOCH_BYTES (64ull << 30)
 
@@ -50,6 +52,9 @@ struct replica_params {
 	 * epoch that produced it is on the standby (Remus), so no client sees
 	 * output from state the replica lacks. */
 	bool sync;
+	/* zstd on the wire, after the pause: on, off, or auto (when the cost
+	 * model says the epoch arrives sooner compressed: pagecodec.h). */
+	enum codec_mode compress;
 };
 
 struct replica_stats {
@@ -59,7 +64,9 @@ struct replica_stats {
 	uint64_t epochs_acked;  /* the last epoch the standby has applied */
 	uint64_t lag_ms;        /* now minus when that epoch was taken */
 	bool rpo_met;           /* lag_ms <= rpo_ms (and an epoch >= 1 is there) */
-	uint64_t bytes_last_epoch, bytes_total;
+	uint64_t bytes_last_epoch, bytes_total;         /* on the wire */
+	uint64_t stream_bytes_last_epoch, stream_bytes_total; /* before compression */
+	uint64_t epochs_compressed;
 	uint64_t pages_last_epoch;
 	uint64_t pause_us_last, pause_us_max;
 	uint64_t bulk_ms;

@@ -11,6 +11,7 @@
  * "failover": then it runs from the last complete epoch. A link that
  * breaks leaves the replica as it is, waiting for a failover or a stop. */
 #include "migration/replica.h"
+#include "migration/replica_wire.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -107,6 +108,23 @@ static int receive_into(int fd, int memfd, uint64_t len, struct error *err)
 		len -= want;
 	}
 	return 0;
+}
+
+static int read_from_source(void *ctx, void *buf, size_t len, struct error *err)
+{
+	return read_full(*(int *)ctx, buf, len, err);
+}
+
+/* An epoch's stream into memfd, as it came or from compressed chunks. */
+static int receive_epoch(int fd, int memfd, const struct replica_epoch_header *h,
+			 struct zdctx **zd, struct error *err)
+{
+	if (!(h->flags & REPLICA_ZSTD))
+		return receive_into(fd, memfd, h->length, err);
+	if (!*zd && !(*zd = zdctx_create(err)))
+		return -ENOMEM;
+	return replica_chunks_decode(read_from_source, &fd, h->length, memfd,
+				     REPLICA_MAX_EPOCH_BYTES, *zd, err);
 }
 
 /* First pass: the whole epoch checks out, nothing applied yet. */
@@ -320,6 +338,7 @@ int replica_standby(struct vm_config *cfg, const char *uri)
 	pthread_mutex_unlock(&sb.lock);
 
 	struct vm *vm = NULL;
+	struct zdctx *zd = NULL;
 	for (;;) {
 		uint8_t hdr[REPLICA_HEADER_SIZE];
 		struct replica_epoch_header h;
@@ -327,7 +346,7 @@ int replica_standby(struct vm_config *cfg, const char *uri)
 		struct error e = { 0 };
 		if (read_full(fd, hdr, sizeof(hdr), &e) < 0 || replica_header_decode(hdr, &h, &e) < 0 ||
 		    h.epoch != (vm ? sb.epoch + 1 : 0) ||
-		    receive_into(fd, memfd, h.length, &e) < 0 || verify_epoch(memfd, &shape, &e) < 0) {
+		    receive_epoch(fd, memfd, &h, &zd, &e) < 0 || verify_epoch(memfd, &shape, &e) < 0) {
 			if (!e.code)
 				error_set(&e, EPROTO, "epoch %" PRIu64 " came after %" PRIu64,
 					  h.epoch, sb.epoch);
@@ -372,6 +391,7 @@ int replica_standby(struct vm_config *cfg, const char *uri)
 			log_info("replica: consistent from epoch 1 on");
 	}
 	close(memfd);
+	zdctx_destroy(zd);
 	pthread_mutex_lock(&sb.lock);
 	close(fd);
 	sb.fd = -1;

@@ -20,6 +20,7 @@
 
 #include "migration/diskcopy.h"
 #include "migration/outgoing.h"
+#include "migration/replica_wire.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
 #include "migration/vmstate.h"
@@ -46,6 +47,12 @@ struct replication {
 	int64_t acked_taken_ns;         /* when the last acknowledged epoch was taken */
 	struct disk_copy dc;            /* with copy_storage: the replication thread's */
 	bool dc_on;
+	/* The replication thread's, for compression on the wire. */
+	struct zctx *z;
+	int wire_fd;                    /* the compressed copy of an epoch */
+	struct codec_meter meter;
+	uint64_t link_bytes_per_s;      /* measured from sends; 0 unknown */
+	uint64_t compress_tries;
 };
 
 void replica_header_encode(const struct replica_epoch_header *h, uint8_t out[REPLICA_HEADER_SIZE])
@@ -64,7 +71,7 @@ int replica_header_decode(const uint8_t in[REPLICA_HEADER_SIZE], struct replica_
 	h->flags = get_le32(in + 4);
 	h->epoch = get_le64(in + 8);
 	h->length = get_le64(in + 16);
-	if (h->flags & ~REPLICA_BULK)
+	if (h->flags & ~(REPLICA_BULK | REPLICA_ZSTD))
 		return error_set(err, EPROTO, "epoch %llu has unknown flags %#x",
 				 (unsigned long long)h->epoch, h->flags);
 	if (h->length > REPLICA_MAX_EPOCH_BYTES)
@@ -104,6 +111,52 @@ static int send_epoch(int fd, int memfd, const struct replica_epoch_header *h, s
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+/* Re-measure a codec the cost model turned down this often (epochs). */
+#define PROBE_EVERY_EPOCHS 16
+
+static bool compress_now(struct replication *rp)
+{
+	switch (rp->st.params.compress) {
+	case CODEC_OFF: return false;
+	case CODEC_ON: return true;
+	case CODEC_AUTO: break;
+	}
+	return codec_pays_off(&rp->meter, rp->link_bytes_per_s) ||
+	       ++rp->compress_tries % PROBE_EVERY_EPOCHS == 0;
+}
+
+/* Sends the epoch staged in memfd (len bytes), compressed if that pays;
+ * *wire: the bytes that went on the link. */
+static int ship_epoch(struct replication *rp, int fd, int memfd, struct replica_epoch_header *h,
+		      uint64_t len, uint64_t *wire, struct error *err)
+{
+	int src = memfd;
+	h->length = len;
+	if (compress_now(rp)) {
+		if (!rp->z && !(rp->z = zctx_create(0, err)))
+			return -ENOMEM;
+		if (rp->wire_fd < 0 && (rp->wire_fd = memfd_create("tern-epoch-z", MFD_CLOEXEC)) < 0)
+			return error_errno(err, errno, "cannot make the compressed epoch's buffer");
+		uint64_t t0 = codec_clock_ns(), wlen = 0;
+		int rc = replica_chunks_encode(memfd, len, rp->wire_fd, rp->z, &wlen, err);
+		if (rc < 0)
+			return rc;
+		codec_meter_add(&rp->meter, len, wlen, codec_clock_ns() - t0);
+		codec_meter_decay(&rp->meter);
+		h->flags |= REPLICA_ZSTD;
+		h->length = wlen;
+		src = rp->wire_fd;
+	}
+	uint64_t t0 = codec_clock_ns();
+	int rc = send_epoch(fd, src, h, err);
+	uint64_t ns = codec_clock_ns() - t0;
+	/* A send the socket buffer swallowed says nothing of the link. */
+	if (rc == 0 && ns > 2000000)
+		rp->link_bytes_per_s = h->length * 1000000000ull / ns;
+	*wire = h->length;
+	return rc;
 }
 
 static int wait_ack(int fd, uint64_t epoch, struct error *err)
@@ -232,12 +285,14 @@ static void *replication_main(void *arg)
 	struct replica_epoch_header h = { .flags = REPLICA_BULK, .epoch = 0 };
 	if (write_epoch(rp, memfd, NULL, &len, &pages, &disk_bytes, &err) < 0)
 		goto fail;
-	h.length = len;
-	if (send_epoch(fd, memfd, &h, &err) < 0 || wait_ack(fd, 0, &err) < 0)
+	uint64_t wire = 0;
+	if (ship_epoch(rp, fd, memfd, &h, len, &wire, &err) < 0 || wait_ack(fd, 0, &err) < 0)
 		goto fail;
 	pthread_mutex_lock(&rp->lock);
 	rp->st.bulk_ms = (uint64_t)(monotonic_ns() - t0) / 1000000;
-	rp->st.bytes_total = len;
+	rp->st.bytes_total = wire;
+	rp->st.stream_bytes_total = len;
+	rp->st.epochs_compressed = !!(h.flags & REPLICA_ZSTD);
 	rp->st.phase = "protecting";
 	pthread_mutex_unlock(&rp->lock);
 	log_info("replication to %s: bulk copy of %llu pages and %llu MiB of disks (%llu MiB in "
@@ -300,16 +355,20 @@ static void *replication_main(void *arg)
 		uint64_t pause_us = (uint64_t)(monotonic_ns() - t_pause) / 1000;
 		if (rc < 0)
 			goto fail;
-		h = (struct replica_epoch_header){ .epoch = epoch, .length = len };
-		if (send_epoch(fd, memfd, &h, &err) < 0 || wait_ack(fd, epoch, &err) < 0)
+		h = (struct replica_epoch_header){ .epoch = epoch };
+		if (ship_epoch(rp, fd, memfd, &h, len, &wire, &err) < 0 ||
+		    wait_ack(fd, epoch, &err) < 0)
 			goto fail;
 		if (holding)
 			vm_net_release(vm, barrier);
 		pthread_mutex_lock(&rp->lock);
 		rp->st.epochs_acked = epoch;
 		rp->acked_taken_ns = t_pause;
-		rp->st.bytes_last_epoch = len;
-		rp->st.bytes_total += len;
+		rp->st.bytes_last_epoch = wire;
+		rp->st.bytes_total += wire;
+		rp->st.stream_bytes_last_epoch = len;
+		rp->st.stream_bytes_total += len;
+		rp->st.epochs_compressed += !!(h.flags & REPLICA_ZSTD);
 		rp->st.pages_last_epoch = pages;
 		rp->st.disk_bytes_last_epoch = disk_bytes;
 		rp->st.pause_us_last = pause_us;
@@ -347,6 +406,11 @@ out:
 		close(fd);
 	if (memfd >= 0)
 		close(memfd);
+	if (rp->wire_fd >= 0)
+		close(rp->wire_fd);
+	rp->wire_fd = -1;
+	zctx_destroy(rp->z);
+	rp->z = NULL;
 	if (rp->dc_on) {
 		disk_copy_end(&rp->dc);
 		rp->dc_on = false;
@@ -411,6 +475,10 @@ int replica_start(struct vm *vm, const char *to, const struct replica_params *p,
 	rp->stop = false;
 	rp->final = false;
 	rp->final_failed = false;
+	rp->wire_fd = -1;
+	memset(&rp->meter, 0, sizeof(rp->meter));
+	rp->link_bytes_per_s = 0;
+	rp->compress_tries = 0;
 	rp->active = true;
 	rp->fd = -1;
 	pthread_mutex_unlock(&rp->lock);

@@ -177,8 +177,11 @@ def test_fail_back_home(source):
     back = Vm(home / "standby", replica=uri, disks=[home_disk]).start().wait_listening()
     source.others.append(back)
     # A last epoch only once the bulk copy is done.
-    r = vm.api("replicate", dict(to=uri, epoch_ms=EPOCH_MS, copy_storage=True))
-    assert r["ok"], r
+    # Compressed on the wire (zstd after each pause), whatever it costs.
+    r = vm.api("replicate", dict(to=uri, epoch_ms=EPOCH_MS, copy_storage=True, compress="on"))
+    assert r["ok"] and r["result"]["compress"] == "on", r
+    r = vm.api("replicate", dict(to=uri, compress="zstd"))
+    assert not r["ok"] and "compress" in r["error"]["message"], r
     r = vm.api("replicate-stop", dict(final=True))
     assert not r["ok"] and "bulk copy" in r["error"]["message"], r
     r = vm.api("replicate-stop", dict(final="yes"))
@@ -189,6 +192,10 @@ def test_fail_back_home(source):
     safe = acked(vm)
     r = vm.api("replicate-stop", dict(final=True))
     assert r["ok"] and r["result"]["phase"] == "completed", r
+    assert r["result"]["epochs_compressed"] == r["result"]["epoch"] + 1, r
+    assert r["result"]["bytes_total"] < r["result"]["stream_bytes_total"] / 2, r
+    print(f"\nway home compressed: {r['result']['stream_bytes_total']} stream bytes in "
+          f"{r['result']['bytes_total']} on the wire")
     assert vm.api("status")["result"]["state"] == "paused"
     last = r["result"]["epoch"]
     wait_for("the standby to see the link end",
