@@ -312,6 +312,9 @@ def main():
         print(f"cluster up: {args.hosts} hosts (namespaces tl{args.name}h0..), etcd "
               f"{cl.endpoints}")
         print(f"agents: {', '.join(str(cl.sock(i)) for i in range(args.hosts))}")
+        token = cl.token_file.read_text().strip()
+        print(f"dashboard: http://{cl.host(0).ip}:{AGENT_PORT}/#token={token} (inside the lab: "
+              f"ip netns exec {cl.lab.client.ns} chromium ...)")
         print("try: tern host list; tern vm list; tern cluster down")
         return 0
     # down: agents by pid, etcd, the lab's namespaces.

@@ -81,7 +81,10 @@ int agent_start(struct agent *a, struct error *err)
 				     a->cfg.tcp[0] ? a->token : NULL, err);
 	if (!a->rest)
 		return -(err->code ? err->code : EIO);
+	if (a->cfg.web_dir[0] && (rc = rest_static(a->rest, a->cfg.web_dir, err)) < 0)
+		return rc;
 	if ((rc = agent_api_register(a, err)) || (rc = agent_dr_register(a, err)) ||
+	    (rc = agent_events_register(a, err)) ||
 	    (rc = rest_server_start(a->rest, err)))
 		return rc;
 	if ((rc = pthread_create(&a->lease_thread, NULL, agent_lease_main, a)))

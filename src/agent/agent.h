@@ -31,6 +31,7 @@ struct agent_config {
 	char tern_binary[256];
 	char tls_dir[256];           /* "" for --no-tls VMMs */
 	char bridge[16];             /* VMs' TAPs join it; "" none */
+	char web_dir[256];           /* the dashboard's files; "" none */
 	uint32_t cpu_milli;          /* capacity offered to guests */
 	uint64_t mem_bytes;
 	uint32_t lease_ttl_s;        /* the host lease; it fences at 3/4 of it */
@@ -66,7 +67,6 @@ struct agent {
 	bool is_controller;
 	int64_t controller_rev;      /* create_revision of our controller key */
 	unsigned controller_round;
-	unsigned decision_seq;
 	pthread_t lease_thread, reconcile_thread, controller_thread, watchdog_thread;
 	unsigned threads_started;    /* bits: lease, reconcile, controller, watchdog */
 };
@@ -113,6 +113,13 @@ int agent_dr_register(struct agent *a, struct error *err);
  * err says why: it is protected, and its standby's site runs it (this
  * site forgets it, EEXIST) or cannot be asked; negative on etcd errors. */
 int agent_dr_may_place(struct agent *a, const char *vm, struct error *err);
+/* GET /v1/dr's reply: this site's protected VMs and standbys, with the
+ * replication status their agents report. */
+int agent_dr_status(struct agent *a, json_t **reply, struct error *err);
+/* {hosts, imbalance, vms}: GET /v1/hosts and /v1/vms from one reading. */
+int agent_cluster_json(struct agent *a, json_t **out, struct error *err);
+/* events.c: the dashboard's feed (GET /v1/events, /v1/migrations). */
+int agent_events_register(struct agent *a, struct error *err);
 
 int64_t agent_now_ns(void);
 

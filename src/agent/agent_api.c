@@ -116,6 +116,23 @@ static int get_vms(void *opaque, const struct rest_request *req, json_t **reply,
 	return 0;
 }
 
+int agent_cluster_json(struct agent *a, json_t **out, struct error *err)
+{
+	struct cluster_view cv;
+	int rc = cluster_view_read(a, &cv, err);
+	if (rc < 0)
+		return rc;
+	json_t *hosts = json_array(), *vms = json_array();
+	for (size_t h = 0; h < cv.st.n_hosts; h++)
+		json_array_append_new(hosts, host_json(&cv, h));
+	for (size_t v = 0; v < cv.st.n_vms; v++)
+		json_array_append_new(vms, vm_json(&cv, v));
+	*out = json_pack("{s:o, s:f, s:o}", "hosts", hosts, "imbalance", cl_imbalance(&cv.st),
+			 "vms", vms);
+	cluster_view_free(&cv);
+	return *out ? 0 : error_set(err, ENOMEM, "out of memory");
+}
+
 static int get_vm(void *opaque, const struct rest_request *req, json_t **reply,
 		  struct error *err)
 {

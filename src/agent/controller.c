@@ -49,24 +49,14 @@ static int64_t wall_ms(void)
 static void log_decision(struct agent *a, const char *what, const char *reason)
 {
 	log_info("controller %s: %s: %s", a->cfg.name, what, reason);
-	char prefix[128], key[300];
+	char prefix[128];
 	agent_key(a, prefix, sizeof(prefix), "decisions/");
-	int64_t now = wall_ms();
-	snprintf(key, sizeof(key), "%s%013lld-%08u", prefix, (long long)now,
-		 a->decision_seq++);
-	json_t *rec = json_pack("{s:I, s:s, s:s, s:s}", "at_ms", (json_int_t)now, "controller",
-				a->cfg.name, "what", what, "reason", reason);
+	json_t *rec = json_pack("{s:I, s:s, s:s, s:s}", "at_ms", (json_int_t)wall_ms(),
+				"controller", a->cfg.name, "what", what, "reason", reason);
 	struct error err = { 0 };
-	if (rec && store_put(a->etcd, key, rec, 0, &err) < 0)
+	if (rec && store_append(a->etcd, prefix, rec, DECISIONS_KEPT, &err) < 0)
 		log_debug("controller %s: recording a decision: %s", a->cfg.name, err.msg);
 	json_decref(rec);
-	struct store_list l;
-	if (store_list(a->etcd, prefix, &l, &err) == 0) {
-		/* Keys sort by time: the first ones are the oldest. */
-		for (size_t i = 0; i + DECISIONS_KEPT < l.n; i++)
-			store_delete(a->etcd, l.items[i].key, &err);
-		store_list_free(&l);
-	}
 }
 
 /* The operator's switch for automatic balancing (PUT /v1/cluster/config),

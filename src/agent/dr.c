@@ -325,7 +325,11 @@ static int local_dr_status(void *opaque, const struct rest_request *req, json_t 
 static int dr_status(void *opaque, const struct rest_request *req, json_t **reply,
 		     struct error *err)
 {
-	struct agent *a = opaque;
+	return agent_dr_status(opaque, reply, err);
+}
+
+int agent_dr_status(struct agent *a, json_t **reply, struct error *err)
+{
 	json_t *prot, *reps;
 	int rc = agent_list_records(a, "dr", &prot, err);
 	if (rc < 0)

@@ -25,6 +25,7 @@
 #include "agent/agent.h"
 #include "agent/cluster_view.h"
 #include "agent/http_client.h"
+#include "agent/migrate_progress.h"
 #include "agent/store.h"
 #include "util/log.h"
 
@@ -93,15 +94,17 @@ static int run_job(struct job *j, struct error *err)
 	agent_key(a, mig_key, sizeof(mig_key), "migrations/%s", j->vm);
 
 	/* 1. The migration record: a second job for this VM stops here. */
-	json_t *rec = json_pack("{s:s, s:s, s:I, s:s}", "from", a->cfg.name, "to", j->to,
-				"started_ms", (json_int_t)wall_ms(), "reason", j->reason);
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:s}", "vm", j->vm, "from", a->cfg.name,
+				"to", j->to, "started_ms", (json_int_t)wall_ms(), "reason", j->reason);
 	int64_t rev;
 	int rc = rec ? store_create(a->etcd, mig_key, rec, a->lease, NULL, &rev, err) : -ENOMEM;
-	json_decref(rec);
-	if (rc == -EEXIST)
-		return error_set(err, EBUSY, "VM %s is already migrating", j->vm);
-	if (rc < 0)
-		return rc;
+	if (rc < 0) {
+		json_decref(rec);
+		return rc == -EEXIST ? error_set(err, EBUSY, "VM %s is already migrating", j->vm)
+				     : rc;
+	}
+	struct mig_progress prog;
+	mig_progress_init(&prog, rec, mig_key);
 
 	/* 2. The destination VMM. */
 	json_t *body = json_pack("{s:o}", "spec", vm_spec_to_json(&spec));
@@ -119,6 +122,7 @@ static int run_job(struct job *j, struct error *err)
 	if (rc < 0) {
 		struct error e2 = { 0 };
 		store_delete(a->etcd, mig_key, &e2);
+		mig_progress_free(&prog);
 		return error_wrap(err, "preparing %s to receive %s", j->to, j->vm);
 	}
 
@@ -156,6 +160,7 @@ static int run_job(struct job *j, struct error *err)
 			break;
 		}
 		snprintf(phase, sizeof(phase), "%s", status_phase(st));
+		mig_progress_update(a, &prog, st);
 		if (!strcmp(phase, "switchover") && !handed_over) {
 			json_t *owner = agent_owner_record(a, j->to, "running");
 			if (owner)
@@ -230,6 +235,12 @@ static int run_job(struct job *j, struct error *err)
 		pthread_mutex_unlock(&a->lock);
 	}
 	store_delete(a->etcd, mig_key, &e3);
+	char result[600] = "completed";
+	if (!done)
+		snprintf(result, sizeof(result), "%s: %s", phase,
+			 last_error[0] ? last_error : rc < 0 ? err->msg : "(no reason given)");
+	mig_progress_finish(a, &prog, result);
+	mig_progress_free(&prog);
 	if (done)
 		return 0;
 	if (rc < 0)

@@ -1,6 +1,7 @@
 /* rest.c: see rest.h. One libmicrohttpd daemon per listener (the unix
  * socket, and TCP if asked), both dispatching to one route table. */
 #include "agent/rest.h"
+#include "agent/rest_priv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,35 +14,6 @@
 
 #include "api/unix_listen.h"
 #include "util/log.h"
-
-#define REST_MAX_ROUTES 64
-#define REST_BACKLOG 64
-#define REST_CONNECTION_TIMEOUT_S 120
-#define REST_SEGMENT_MAX 128
-
-struct rest_route {
-	char method[8];
-	char pattern[96];
-	rest_handler_fn fn;
-	void *opaque;
-};
-
-struct rest_server {
-	struct unix_listener sock;
-	struct MHD_Daemon *unix_daemon, *tcp_daemon;
-	struct sockaddr_in tcp_addr;
-	bool tcp;
-	char token[128];
-	struct rest_route routes[REST_MAX_ROUTES];
-	unsigned n_routes;
-};
-
-/* Per request: the body as it arrives. */
-struct rest_upload {
-	char *data;
-	size_t len;
-	bool too_big;
-};
 
 unsigned rest_status_of_errno(int code)
 {
@@ -101,7 +73,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 	return ok;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg)
+enum MHD_Result rest_send_error(struct MHD_Connection *c, unsigned status, const char *msg)
 {
 	json_t *body = json_pack("{s:s}", "error", msg);
 	if (!body)
@@ -128,7 +100,7 @@ static enum MHD_Result dispatch(struct rest_server *srv, struct MHD_Connection *
 				const char *url, const char *method, struct rest_upload *up)
 {
 	if (up->too_big)
-		return send_error(c, 413, "the request body is larger than 256 KiB");
+		return rest_send_error(c, 413, "the request body is larger than 256 KiB");
 	struct rest_request req = { .method = method, .path = url };
 	if (up->len) {
 		json_error_t jerr;
@@ -137,7 +109,7 @@ static enum MHD_Result dispatch(struct rest_server *srv, struct MHD_Connection *
 			char msg[300];
 			snprintf(msg, sizeof(msg), "the body is not JSON: %s (at byte %d)", jerr.text,
 				 jerr.position);
-			return send_error(c, 400, msg);
+			return rest_send_error(c, 400, msg);
 		}
 	}
 	req.query_dry_run = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dry_run");
@@ -155,7 +127,7 @@ static enum MHD_Result dispatch(struct rest_server *srv, struct MHD_Connection *
 		char msg[400];
 		snprintf(msg, sizeof(msg), path_known ? "%s is not allowed on %s" :
 			 "no such resource: %s %s", method, url);
-		ok = send_error(c, path_known ? 405 : 404, msg);
+		ok = rest_send_error(c, path_known ? 405 : 404, msg);
 	} else {
 		/* match() again: the loop may have gone on past a path match. */
 		match(found->pattern, url, &req);
@@ -164,7 +136,7 @@ static enum MHD_Result dispatch(struct rest_server *srv, struct MHD_Connection *
 		int rc = found->fn(found->opaque, &req, &reply, &err);
 		if (rc < 0) {
 			int code = err.code ? err.code : -rc;
-			ok = send_error(c, rest_status_of_errno(code),
+			ok = rest_send_error(c, rest_status_of_errno(code),
 					err.msg[0] ? err.msg : strerror(code));
 		} else {
 			if (!reply)
@@ -205,9 +177,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	enum MHD_Result result;
+	if (!strcmp(method, "GET") && rest_static_request(srv, c, url, &result))
+		return result;
 	if (!authorized(srv, c, over_tcp))
-		return send_error(c, 401, "this API needs \"Authorization: Bearer TOKEN\" over TCP "
+		return rest_send_error(c, 401, "this API needs \"Authorization: Bearer TOKEN\" over TCP "
 				  "(the cluster's token file)");
+	const struct rest_stream_route *stream = strcmp(method, "GET") ? NULL :
+						 rest_find_stream(srv, url);
+	if (stream)
+		return rest_send_stream(srv, c, stream);
 	return dispatch(srv, c, url, method, up);
 }
 
@@ -344,6 +323,7 @@ void rest_server_destroy(struct rest_server *srv)
 {
 	if (!srv)
 		return;
+	srv->stopping = true;
 	if (srv->tcp_daemon)
 		MHD_stop_daemon(srv->tcp_daemon);
 	if (srv->unix_daemon) {

@@ -39,6 +39,19 @@ struct rest_server *rest_server_create(const char *unix_path, const char *tcp_ad
 				       const char *token, struct error *err);
 int rest_route(struct rest_server *srv, const char *method, const char *pattern,
 	       rest_handler_fn fn, void *opaque);
+
+/* A server-sent event stream on GET pattern: fn is called for the first
+ * event at once, then every interval_ms, for as long as the client stays;
+ * each *event (a new reference) goes out as one "data: JSON" event. An
+ * error ends the stream with an "event: error" carrying its message. */
+typedef int (*rest_event_fn)(void *opaque, json_t **event, struct error *err);
+int rest_stream(struct rest_server *srv, const char *pattern, rest_event_fn fn, void *opaque,
+		unsigned interval_ms);
+
+/* Serves the files of dir (not its subdirectories) on GET /ui/NAME, and
+ * dir/index.html on GET /, without the token: the page is public, the
+ * data it asks for needs the token. */
+int rest_static(struct rest_server *srv, const char *dir, struct error *err);
 /* Starts serving (a thread per connection, so a slow handler holds up
  * only its own client). */
 int rest_server_start(struct rest_server *srv, struct error *err);

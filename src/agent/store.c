@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster/etcd.h"
 
@@ -152,4 +153,27 @@ int store_delete(struct etcd *e, const char *key, struct error *err)
 {
 	int rc = etcd_delete(e, key, err);
 	return rc < 0 ? rc : 0;
+}
+
+int store_append(struct etcd *e, const char *prefix, json_t *value, size_t keep,
+		 struct error *err)
+{
+	static unsigned seq;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	char key[400];
+	snprintf(key, sizeof(key), "%s%013lld-%08u", prefix,
+		 (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+		 __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+	int rc = store_put(e, key, value, 0, err);
+	if (rc < 0)
+		return rc;
+	struct store_list l;
+	if (store_list(e, prefix, &l, err) == 0) {
+		/* Keys sort by time: the first ones are the oldest. */
+		for (size_t i = 0; i + keep < l.n; i++)
+			store_delete(e, l.items[i].key, err);
+		store_list_free(&l);
+	}
+	return 0;
 }

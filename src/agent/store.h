@@ -52,6 +52,11 @@ int store_cas_put(struct etcd *e, const char *key, json_t *value, int64_t lease,
 /* Deletes key if its mod revision is expect_mod: -ESTALE if not. */
 int store_cas_delete(struct etcd *e, const char *key, int64_t expect_mod, struct error *err);
 int store_put(struct etcd *e, const char *key, json_t *value, int64_t lease, struct error *err);
+/* Adds value under prefix as a new key that sorts after the ones before
+ * it (the wall clock in ms, then a counter), and drops the oldest beyond
+ * keep: a log any agent can read. */
+int store_append(struct etcd *e, const char *prefix, json_t *value, size_t keep,
+		 struct error *err);
 int store_delete(struct etcd *e, const char *key, struct error *err);
 
 #endif

@@ -34,6 +34,8 @@ static void usage(FILE *out)
 		"  --bridge BR         a VM with a \"tap\" in its spec gets that TAP, made by\n"
 		"                      the agent, on bridge BR of this host\n"
 		"  --site NAME         this cluster's site, for disaster recovery (default local)\n"
+		"  --web-dir DIR       the dashboard's files, served on / (default: web/ of\n"
+		"                      the source tree beside this binary); --no-web: none\n"
 		"  --no-balance        as the controller, never move VMs to balance the load\n"
 		"                      (drains and HA restarts still happen)\n"
 		"  --log-level LEVEL   error, warning, info or debug\n");
@@ -60,19 +62,33 @@ static int copy_opt(char *dst, size_t size, const char *val, const char *opt)
 	return 0;
 }
 
+/* The directory of this binary ("" if unknown). */
+static void own_dir(char *out, size_t size)
+{
+	ssize_t n = readlink("/proc/self/exe", out, size - 1);
+	out[n > 0 ? n : 0] = 0;
+	char *slash = strrchr(out, '/');
+	if (slash)
+		*slash = 0;
+}
+
 static void default_tern_binary(char *out, size_t size)
 {
 	char self[200];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0) {
-		snprintf(out, size, "tern");
-		return;
-	}
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(out, size, "%s/tern", self);
+	own_dir(self, sizeof(self));
+	snprintf(out, size, self[0] ? "%s/tern" : "tern%s", self);
+}
+
+/* The source tree's web/ beside build/, if it is there. */
+static void default_web_dir(char *out, size_t size)
+{
+	char self[200], index[300];
+	own_dir(self, sizeof(self));
+	snprintf(index, sizeof(index), "%s/../web/index.html", self);
+	if (self[0] && access(index, R_OK) == 0)
+		snprintf(out, size, "%s/../web", self);
+	else
+		out[0] = 0;
 }
 
 static volatile int stop_signal;
@@ -85,7 +101,8 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	enum { O_NAME = 1, O_ETCD, O_STATE, O_LISTEN, O_TOKEN, O_IP, O_CPU, O_MEM, O_TTL,
-	       O_PREFIX, O_TERN, O_TLS, O_NO_TLS, O_LOG, O_HELP, O_NO_BALANCE, O_BRIDGE, O_SITE };
+	       O_PREFIX, O_TERN, O_TLS, O_NO_TLS, O_LOG, O_HELP, O_NO_BALANCE, O_BRIDGE, O_SITE,
+	       O_WEB, O_NO_WEB };
 	static const struct option options[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "etcd", required_argument, NULL, O_ETCD },
@@ -105,6 +122,8 @@ int main(int argc, char **argv)
 		{ "no-balance", no_argument, NULL, O_NO_BALANCE },
 		{ "bridge", required_argument, NULL, O_BRIDGE },
 		{ "site", required_argument, NULL, O_SITE },
+		{ "web-dir", required_argument, NULL, O_WEB },
+		{ "no-web", no_argument, NULL, O_NO_WEB },
 		{ 0 },
 	};
 	static struct agent a;
@@ -117,6 +136,7 @@ int main(int argc, char **argv)
 	snprintf(c->site, sizeof(c->site), "local");
 	snprintf(c->prefix, sizeof(c->prefix), "/tern");
 	default_tern_binary(c->tern_binary, sizeof(c->tern_binary));
+	default_web_dir(c->web_dir, sizeof(c->web_dir));
 	bool tls_chosen = false;
 	uint32_t v;
 	int opt;
@@ -143,6 +163,8 @@ int main(int argc, char **argv)
 			tls_chosen = true;
 			break;
 		case O_NO_TLS: c->tls_dir[0] = 0; tls_chosen = true; break;
+		case O_WEB: rc = copy_opt(c->web_dir, sizeof(c->web_dir), optarg, "--web-dir"); break;
+		case O_NO_WEB: c->web_dir[0] = 0; break;
 		case O_CPU:
 			if ((rc = parse_u32(optarg, 1, 1u << 30, &c->cpu_milli)))
 				fprintf(stderr, "ternd: --cpu-milli: \"%s\" is not a number\n", optarg);
