@@ -18,6 +18,7 @@ const state = {
   rendered: {},           // section -> the JSON it was last drawn from
   last: null,
   renderMs: [],           // how long the last pictures took to draw (tests, bench)
+  dragging: false,        // a VM is being dragged onto a host
 };
 window.ternDashboard = state;
 
@@ -87,6 +88,8 @@ function setLink(up) {
 // Redraws a section only when what it shows changed: 200 VMs twice a
 // second must not rebuild the page twice a second.
 function draw(section, data, fn) {
+  // A card redrawn under a drag would lose the drag: hosts wait for the drop.
+  if (section === "hosts" && state.dragging) return;
   const key = JSON.stringify(data);
   if (state.rendered[section] === key) return;
   state.rendered[section] = key;
@@ -274,8 +277,12 @@ function wireActions() {
   });
   hosts.addEventListener("dragstart", (e) => {
     const vm = e.target.closest(".vm");
-    if (vm) e.dataTransfer.setData("text/plain", vm.dataset.vm);
+    if (!vm) return;
+    state.dragging = true;
+    e.dataTransfer.setData("text/plain", vm.dataset.vm);
+    e.dataTransfer.effectAllowed = "move";
   });
+  hosts.addEventListener("dragend", () => { state.dragging = false; });
   hosts.addEventListener("dragover", (e) => {
     const h = e.target.closest(".host");
     if (!h) return;
@@ -288,6 +295,7 @@ function wireActions() {
     if (!h) return;
     e.preventDefault();
     h.classList.remove("drop");
+    state.dragging = false;
     const vm = e.dataTransfer.getData("text/plain");
     if (vm) migrate(vm, h.dataset.host);
   });

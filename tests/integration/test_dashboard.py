@@ -4,7 +4,9 @@ inside the lab's client namespace, against a real lab cluster (two hosts,
 etcd, agents, two booted guests). The page must list the hosts and VMs as
 the API does; a migration started from the page's form must move the VM,
 its progress bar reaching 100%; draining a host with its button must empty
-it. A screenshot of each state goes to build/artifacts/dashboard/.
+it; undrained, a VM dragged onto it must move there; when the test kills
+that host, the page must mark it lost and show its VM where the controller
+restarted it. A screenshot of each state goes to build/artifacts/dashboard/.
 
 Then the page against a simulated cluster of 200 VMs on 20 hosts (its event
 stream answered inside the browser): all 200 drawn, the form still works,
@@ -14,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -30,18 +33,37 @@ SHOTS = REPO / "build" / "artifacts" / "dashboard"
 VMS = ["web0", "web1"]
 
 
-def browse(cl, *args, timeout=300):
-    """dashboard.mjs in the lab's client namespace: its JSON result."""
+def browse(cl, *args, timeout=300, on_step=None):
+    """dashboard.mjs in the lab's client namespace: its JSON result.
+    on_step(words) is called for each "STEP ..." line it prints on stderr."""
     assert (REPO / "tests" / "web" / "node_modules" / "playwright-core").is_dir(), \
         "playwright-core is missing: npm ci --prefix tests/web (scripts/deps.sh does it)"
-    p = subprocess.run(["ip", "netns", "exec", cl.lab.client.ns, "node", str(SCRIPT), *args],
-                       capture_output=True, text=True, timeout=timeout)
-    lines = p.stdout.strip().splitlines()
+    p = subprocess.Popen(["ip", "netns", "exec", cl.lab.client.ns, "node", str(SCRIPT), *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = []
+
+    def steps():
+        for line in p.stderr:
+            errors.append(line)
+            if line.startswith("STEP ") and on_step:
+                on_step(line.split()[1:])
+
+    reader = threading.Thread(target=steps)
+    reader.start()
+    try:
+        out = p.stdout.read()
+        p.wait(timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        reader.join()
+    lines = out.strip().splitlines()
     result = json.loads(lines[-1]) if lines else {}
     assert p.returncode == 0 and "error" not in result, \
         f"dashboard.mjs {args[0]}: {result.get('error')}\npage said: " \
         f"{result.get('page_messages')}; its errors: {result.get('page_errors')}\n" \
-        f"{p.stderr[-3000:]}"
+        f"{''.join(errors)[-3000:]}"
     return result
 
 
@@ -78,8 +100,8 @@ def cl(tmp_path_factory):
             assert "Sanitizer" not in log and "runtime error" not in log, log[-6000:]
 
 
-def url(cl):
-    return f"http://{cl.host(0).ip}:{AGENT_PORT}"
+def url(cl, host="h0"):
+    return f"http://{cl.host(int(host[1:])).ip}:{AGENT_PORT}"
 
 
 def test_page_lists_migrates_and_drains(cl):
@@ -87,7 +109,15 @@ def test_page_lists_migrates_and_drains(cl):
     src = vms[VMS[0]]["host"]
     dst = "h1" if src == "h0" else "h0"
     token = cl.token_file.read_text().strip()
-    r = browse(cl, "lab", url(cl), token, str(SHOTS), VMS[0], dst, dst)
+    killed = []
+
+    def kill(words):
+        if words[0] == "kill":
+            killed.append(words[1])
+            cl.kill_host(int(words[1][1:]))
+
+    # The page talks to the agent of the host that stays.
+    r = browse(cl, "lab", url(cl, src), token, str(SHOTS), VMS[0], dst, dst, VMS[1], on_step=kill)
     print(f"\ndashboard: first picture {r['first_picture_ms']} ms (load event "
           f"{r['load_event_ms']:.0f} ms); progress seen {r['percents']}; {r['result']}")
     # The page showed the cluster as the API has it.
@@ -99,14 +129,16 @@ def test_page_lists_migrates_and_drains(cl):
     assert VMS[0] in r["after_migration"][dst], r["after_migration"]
     # The drain from the page: dst empty, unschedulable, its VMs on src.
     assert r["after_drain"][dst] == [] and sorted(r["after_drain"][src]) == sorted(VMS), r
+    # Undrained, a VM dragged onto it went there; then the host was lost.
+    assert VMS[1] in r["after_drag"][dst], r["after_drag"]
+    assert killed == [dst] and VMS[1] in r["after_loss"][src], r["after_loss"]
     wait_for("both VMs running on the host left", lambda: (lambda v: v if all(
-        v[n]["host"] == src and v[n]["state"] == "running" for n in VMS) else None)(cl.vms()), 60)
-    assert cl.hosts()[dst]["schedulable"] is False
+        v[n]["host"] == src and v[n]["state"] == "running" for n in VMS) else None)(cl.vms()), 120)
+    assert dst not in cl.hosts()
     moves = cl.ok(0, "GET", "/v1/migrations")["history"]
     assert any(m["vm"] == VMS[0] and m["to"] == dst and m["reason"] == "dashboard" and
                m["result"] == "completed" and m["samples"] for m in moves), moves
     check_screenshots(r)
-    cl.ok(0, "POST", f"/v1/hosts/{dst}/undrain")
 
 
 def test_two_hundred_vms(cl):

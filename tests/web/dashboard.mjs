@@ -2,10 +2,13 @@
 // playwright-core, for tests/integration/test_dashboard.py, which starts
 // the lab cluster and checks the cluster's side of every step.
 //
-//   node dashboard.mjs lab URL TOKEN SHOTS_DIR VM TO_HOST DRAIN_HOST
+//   node dashboard.mjs lab URL TOKEN SHOTS_DIR VM TO_HOST DRAIN_HOST DRAG_VM
 //       the page lists the cluster; VM is migrated to TO_HOST with the
 //       page's form, its progress followed to 100%; DRAIN_HOST is drained
-//       with its button and seen empty; a screenshot of each state.
+//       with its button and seen empty, then undrained; DRAG_VM is dragged
+//       onto DRAIN_HOST and seen there; then "STEP kill DRAIN_HOST" goes to
+//       stderr and the page must mark that host lost once the test killed
+//       it, DRAG_VM shown again elsewhere. A screenshot of each state.
 //   node dashboard.mjs load WEB_DIR SHOTS_DIR VMS HOSTS
 //       the page (the files of WEB_DIR) against a simulated cluster of VMS
 //       VMs on HOSTS hosts, every request answered inside the browser (no
@@ -45,7 +48,7 @@ function listen(page) {
   page.on("console", (m) => m.type() === "error" && result.page_errors.push(m.text()));
 }
 
-async function lab([url, token, dir, vm, to, drain]) {
+async function lab([url, token, dir, vm, to, drain, dragged]) {
   const b = await browser();
   const page = await b.newPage({ viewport: { width: 1200, height: 900 } });
   listen(page);
@@ -97,6 +100,26 @@ async function lab([url, token, dir, vm, to, drain]) {
     drain, { timeout: 120000 });
     result.after_drain = await placement(page);
     await shot(page, dir, "4-drained");
+
+    await page.click(`[data-testid="undrain-${drain}"]`);
+    await page.waitForSelector(`[data-testid="drain-${drain}"]`, { timeout: 20000 });
+    await page.dragAndDrop(`[data-testid="vm-${dragged}"]`, `[data-testid="host-${drain}"]`);
+    await page.waitForSelector(`[data-testid="vms-${drain}"] [data-testid="vm-${dragged}"]`,
+      { state: "attached", timeout: 120000 });
+    result.after_drag = await placement(page);
+    await shot(page, dir, "5-dragged");
+
+    // The test kills the host; the page marks it lost, and shows the VM
+    // where the controller starts it again.
+    process.stderr.write(`STEP kill ${drain}\n`);
+    await page.waitForSelector(`[data-testid="host-${drain}"].lost`,
+      { state: "attached", timeout: 60000 });
+    await page.waitForFunction(([h, v]) => {
+      const chip = document.querySelector(`[data-testid="vm-${v}"]`);
+      return chip && !chip.closest(`[data-testid="host-${h}"]`);
+    }, [drain, dragged], { timeout: 120000 });
+    result.after_loss = await placement(page);
+    await shot(page, dir, "6-host-lost");
   } catch (e) {
     // What the page said, for the test's report.
     result.page_messages = await page.$$eval("#migrate-msg, #error", (els) =>
