@@ -26,6 +26,7 @@ import pytest
 
 from ternvm import INITRD, KERNEL, REPO, TERN_BIN as TERN, guest_images
 from test_cluster import vmm_processes, wait_for
+from test_dashboard import SHOTS, browse, check_screenshots, url
 from test_replication import records
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -113,6 +114,12 @@ def test_protect_then_lose_a_site(sites):
                   d["protected"][0]["status"]["rpo_met"] else None)(
         json.loads(cli(east, "dr", "status", "--json").stdout)), 120)
     print(f"\nprotected: {st['protected'][0]}")
+    # The dashboard of east shows it too.
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browse(east, "dr", url(east), east.token_file.read_text().strip(), str(SHOTS), "db")
+    print(f"dashboard: {page['dr_row']}")
+    assert "west" in page["dr_row"], page
+    check_screenshots(page)
     wst = json.loads(cli(west, "dr", "status", "--json").stdout)
     assert wst["standbys"][0]["vm"] == "db" and wst["standbys"][0]["status"]["consistent"], wst
 

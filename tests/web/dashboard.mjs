@@ -9,6 +9,9 @@
 //       onto DRAIN_HOST and seen there; then "STEP kill DRAIN_HOST" goes to
 //       stderr and the page must mark that host lost once the test killed
 //       it, DRAG_VM shown again elsewhere. A screenshot of each state.
+//   node dashboard.mjs dr URL TOKEN SHOTS_DIR VM
+//       the page's disaster-recovery table shows VM protected, with an
+//       epoch number and its RPO met.
 //   node dashboard.mjs load WEB_DIR SHOTS_DIR VMS HOSTS
 //       the page (the files of WEB_DIR) against a simulated cluster of VMS
 //       VMs on HOSTS hosts, every request answered inside the browser (no
@@ -131,6 +134,27 @@ async function lab([url, token, dir, vm, to, drain, dragged]) {
   }
 }
 
+async function dr([url, token, dir, vm]) {
+  const b = await browser();
+  const page = await b.newPage({ viewport: { width: 1200, height: 900 } });
+  listen(page);
+  try {
+    await page.goto(`${url}/#token=${token}`);
+    const row = await page.waitForFunction((v) => [...document.querySelectorAll("#dr tr")]
+      .map((r) => [...r.cells].map((c) => c.textContent.replace(/\s+/g, " ").trim()).join(" "))
+      .find((t) => t.startsWith(`${v} `) && /epoch [1-9]/.test(t) && t.includes("RPO met")),
+    vm, { timeout: 60000 });
+    result.dr_row = await row.jsonValue();
+    await shot(page, dir, "dr-protected");
+  } catch (e) {
+    result.dr_table = await page.$eval("#dr", (t) => t.textContent).catch(() => null);
+    await shot(page, dir, "dr-failed").catch(() => {});
+    throw e;
+  } finally {
+    await b.close();
+  }
+}
+
 // A picture of a cluster as ternd's event stream gives it.
 function picture(nvms, nhosts, tick) {
   const hosts = [], vms = [];
@@ -224,7 +248,8 @@ async function load([web, dir, nvms, nhosts]) {
 try {
   if (mode === "lab") await lab(args);
   else if (mode === "load") await load(args);
-  else throw new Error(`unknown mode ${mode} (lab or load)`);
+  else if (mode === "dr") await dr(args);
+  else throw new Error(`unknown mode ${mode} (lab, dr or load)`);
   console.log(JSON.stringify(result));
 } catch (e) {
   result.error = String(e.stack || e);
