@@ -232,6 +232,9 @@ static json_t *stats_json(const struct mig_stats *st)
 	if (o) {
 		json_t *params = json_object_get(o, "params");
 		json_object_set_new(params, "copy_storage", json_boolean(st->params.copy_storage));
+		json_object_set_new(o, "downtime_sent_ms", json_integer((json_int_t)st->downtime_sent_ms));
+		json_object_set_new(o, "downtime_ready_ms",
+				    json_integer((json_int_t)st->downtime_ready_ms));
 		json_object_set_new(params, "switchover_gate",
 				    json_boolean(st->params.switchover_gate));
 	}

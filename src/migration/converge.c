@@ -18,3 +18,14 @@ unsigned converge_after_pass(struct converge *c, uint64_t dirty, uint64_t sent,
 	c->throttle_pct = next > CONVERGE_MAX_PCT ? CONVERGE_MAX_PCT : next;
 	return c->throttle_pct;
 }
+
+bool converge_switch_now(struct converge *c, uint64_t dirty, uint64_t sent,
+			 uint64_t expect_ms, uint32_t downtime_ms)
+{
+	if (expect_ms * 4 <= downtime_ms || c->refine_passes >= CONVERGE_REFINE_PASSES)
+		return true;
+	if (dirty * 4 > sent * 3)
+		return true;                 /* not shrinking: a pass would not pay */
+	c->refine_passes++;
+	return false;
+}

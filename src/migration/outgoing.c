@@ -274,7 +274,8 @@ static enum mig_phase wait_at_gate(struct migration *m, struct error *err)
 	return MIG_PHASE_COMMIT;
 }
 
-static enum mig_phase commit(struct migration *m, int fd, const char *go, struct error *err)
+static enum mig_phase commit(struct migration *m, int fd, const char *go, int64_t *t_ready,
+			     struct error *err)
 {
 	uint32_t type;
 	char text[MIG_FRAME_MAX];
@@ -287,6 +288,7 @@ static enum mig_phase commit(struct migration *m, int fd, const char *go, struct
 		rc = error_set(err, EPROTO, "the destination sent frame %u instead of READY", type);
 	if (rc < 0)
 		return MIG_PHASE_FAILED;
+	*t_ready = monotonic_ns();
 	if (cancelled(m)) {
 		error_set(err, ECANCELED, "cancelled by the operator");
 		return MIG_PHASE_CANCELLED;
@@ -639,43 +641,48 @@ static void *migration_main(void *arg)
 				/* The destination may still be applying what was sent:
 				 * let it catch up while the guest runs, then take one
 				 * more look, so that its backlog is not downtime. */
-				if (caught_up)
+				if (!caught_up) {
+					if (wait_for_destination(m, &w, fd, &err) < 0)
+						goto fail_send;
+					caught_up = true;
+					continue;
+				}
+				if (pass > p.max_passes ||
+				    converge_switch_now(&conv, dirty, sent_last_pass, expect_ms,
+							p.downtime_ms))
 					break;
-				if (wait_for_destination(m, &w, fd, &err) < 0)
-					goto fail_send;
-				caught_up = true;
-				continue;
-			}
-			bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
-					   p.strategy == MIG_STRATEGY_HYBRID ||
-					   p.strategy == MIG_STRATEGY_POSTCOPY;
-			if (pass > p.max_passes || p.strategy == MIG_STRATEGY_POSTCOPY) {
-				to_postcopy = postcopy_ok;
-				break;
-			}
-			if (p.strategy != MIG_STRATEGY_PRECOPY) {
-				unsigned t = converge_after_pass(&conv, dirty, sent_last_pass, expect_ms,
-								 p.downtime_ms);
-				if ((p.strategy == MIG_STRATEGY_HYBRID && t) ||
-				    (p.strategy == MIG_STRATEGY_AUTO && t > AUTO_MAX_THROTTLE_PCT)) {
-					log_info("migration: pass %u left %llu of the %llu pages it "
-						 "sent; switching to post-copy", pass - 1,
-						 (unsigned long long)dirty,
-						 (unsigned long long)sent_last_pass);
-					to_postcopy = true;
+			} else {
+				bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
+						   p.strategy == MIG_STRATEGY_HYBRID ||
+						   p.strategy == MIG_STRATEGY_POSTCOPY;
+				if (pass > p.max_passes || p.strategy == MIG_STRATEGY_POSTCOPY) {
+					to_postcopy = postcopy_ok;
 					break;
 				}
-				if (t && t != m->st.throttle_pct)
-					log_info("migration: pass %u left %llu of the %llu pages it sent; "
-						 "throttling the guest's dirtying by %u%%", pass - 1,
-						 (unsigned long long)dirty,
-						 (unsigned long long)sent_last_pass, t);
-				/* (100 - t)% of the pages a pass delivers per second. */
-				if (t)
-					vm_set_dirty_limit(vm, (uint64_t)(rate * (100 - t) / 100));
-				pthread_mutex_lock(&m->lock);
-				m->st.throttle_pct = t;
-				pthread_mutex_unlock(&m->lock);
+				if (p.strategy != MIG_STRATEGY_PRECOPY) {
+					unsigned t = converge_after_pass(&conv, dirty, sent_last_pass, expect_ms,
+									 p.downtime_ms);
+					if ((p.strategy == MIG_STRATEGY_HYBRID && t) ||
+					    (p.strategy == MIG_STRATEGY_AUTO && t > AUTO_MAX_THROTTLE_PCT)) {
+						log_info("migration: pass %u left %llu of the %llu pages it "
+							 "sent; switching to post-copy", pass - 1,
+							 (unsigned long long)dirty,
+							 (unsigned long long)sent_last_pass);
+						to_postcopy = true;
+						break;
+					}
+					if (t && t != m->st.throttle_pct)
+						log_info("migration: pass %u left %llu of the %llu pages it sent; "
+							 "throttling the guest's dirtying by %u%%", pass - 1,
+							 (unsigned long long)dirty,
+							 (unsigned long long)sent_last_pass, t);
+					/* (100 - t)% of the pages a pass delivers per second. */
+					if (t)
+						vm_set_dirty_limit(vm, (uint64_t)(rate * (100 - t) / 100));
+					pthread_mutex_lock(&m->lock);
+					m->st.throttle_pct = t;
+					pthread_mutex_unlock(&m->lock);
+				}
 			}
 		}
 		uint64_t sent_before = m->st.pages_sent;
@@ -733,14 +740,16 @@ static void *migration_main(void *arg)
 	if ((to_postcopy ? switch_to_postcopy(m, &w, bitmap, &err)
 			 : stop_and_copy(m, &w, bitmap, &err)) < 0)
 		goto fail_send;
-	log_debug("migration: final state sent %.1f ms after the pause",
-		  (monotonic_ns() - t_pause) / 1e6);
+	int64_t t_sent = monotonic_ns(), t_ready = 0;
+	log_debug("migration: final state sent %.1f ms after the pause", (t_sent - t_pause) / 1e6);
 	set_phase(m, MIG_PHASE_COMMIT);
 	/* A VM the operator had paused stays paused on the destination. */
-	end = commit(m, fd, to_postcopy ? go : was_paused ? MIG_GO_PAUSED : NULL, &err);
+	end = commit(m, fd, to_postcopy ? go : was_paused ? MIG_GO_PAUSED : NULL, &t_ready, &err);
 	if (end == MIG_PHASE_COMPLETED) {
 		pthread_mutex_lock(&m->lock);
 		m->st.downtime_ms = (uint64_t)(monotonic_ns() - t_pause) / 1000000;
+		m->st.downtime_sent_ms = (uint64_t)(t_sent - t_pause) / 1000000;
+		m->st.downtime_ready_ms = (uint64_t)(t_ready - t_pause) / 1000000;
 		pthread_mutex_unlock(&m->lock);
 	}
 	if (end == MIG_PHASE_COMPLETED && to_postcopy) {

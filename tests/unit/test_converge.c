@@ -53,6 +53,35 @@ static void test_throttle_stays_once_it_helps(void **state)
 	assert_int_equal(converge_after_pass(&c, 100, 1000, 50, 30), CONVERGE_FIRST_PCT);
 }
 
+/* A throttled guest's rest shrinks by the throttle's share each pass. */
+static void test_shrinking_rest_gets_more_passes_before_the_switch(void **state)
+{
+	(void)state;
+	struct converge c = { 0 };
+	assert_false(converge_switch_now(&c, 700, 1000, 28, 30));
+	assert_false(converge_switch_now(&c, 490, 700, 20, 30));
+	assert_false(converge_switch_now(&c, 343, 490, 14, 30));
+	assert_true(converge_switch_now(&c, 240, 343, 7, 30));   /* a quarter of the limit */
+}
+
+static void test_a_rest_that_stops_shrinking_switches_at_once(void **state)
+{
+	(void)state;
+	struct converge c = { 0 };
+	assert_true(converge_switch_now(&c, 800, 1000, 25, 30)); /* kept 80% */
+	assert_true(converge_switch_now(&c, 1000, 1000, 25, 30));
+	assert_int_equal(c.refine_passes, 0);
+}
+
+static void test_refining_passes_are_capped(void **state)
+{
+	(void)state;
+	struct converge c = { 0 };
+	for (int i = 0; i < CONVERGE_REFINE_PASSES; i++)
+		assert_false(converge_switch_now(&c, 500, 1000, 20, 30));
+	assert_true(converge_switch_now(&c, 500, 1000, 20, 30));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -61,6 +90,9 @@ int main(void)
 		cmocka_unit_test(test_one_slow_pass_is_forgiven),
 		cmocka_unit_test(test_slow_passes_raise_the_throttle_to_the_cap),
 		cmocka_unit_test(test_throttle_stays_once_it_helps),
+		cmocka_unit_test(test_shrinking_rest_gets_more_passes_before_the_switch),
+		cmocka_unit_test(test_a_rest_that_stops_shrinking_switches_at_once),
+		cmocka_unit_test(test_refining_passes_are_capped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
