@@ -22,10 +22,11 @@ unsigned converge_after_pass(struct converge *c, uint64_t dirty, uint64_t sent,
 bool converge_switch_now(struct converge *c, uint64_t dirty, uint64_t sent,
 			 uint64_t expect_ms, uint32_t downtime_ms)
 {
-	if (expect_ms * 4 <= downtime_ms || c->refine_passes >= CONVERGE_REFINE_PASSES)
+	if (expect_ms * CONVERGE_REFINE_FLOOR <= downtime_ms ||
+	    c->refine_passes >= CONVERGE_REFINE_PASSES)
 		return true;
-	if (dirty * 4 > sent * 3)
-		return true;                 /* not shrinking: a pass would not pay */
+	if (dirty * 8 > sent * 7 && c->refine_stalls++)
+		return true;
 	c->refine_passes++;
 	return false;
 }

@@ -9,12 +9,14 @@
 #define CONVERGE_FIRST_PCT 20   /* the first step, as QEMU's cpu-throttle-initial */
 #define CONVERGE_STEP_PCT 10
 #define CONVERGE_MAX_PCT 99
-#define CONVERGE_REFINE_PASSES 4
+#define CONVERGE_REFINE_PASSES 8
+#define CONVERGE_REFINE_FLOOR 16   /* refine down to downtime / this */
 
 struct converge {
 	unsigned throttle_pct;  /* what the harts get throttled by now */
 	unsigned slow_passes;   /* passes in a row that did not halve the rest */
 	unsigned refine_passes; /* passes run after the rest already fitted */
+	unsigned refine_stalls; /* of those, passes that did not shrink it */
 };
 
 /* After a pass: `dirty` pages were dirtied while it sent `sent` pages, and
@@ -27,12 +29,13 @@ unsigned converge_after_pass(struct converge *c, uint64_t dirty, uint64_t sent,
 
 /* Once the rest fits the limit (expect_ms <= downtime_ms): true to switch
  * over now. False asks for one more pass, taken while the guest runs,
- * because passes still shrink the rest quickly (this one left at most 3/4
- * of the `sent` pages of the pass before) and the rest would still take
- * more than a quarter of the limit: a throttled guest's rest shrinks by
- * the throttle's share each pass, so a few short passes cut the downtime
- * to a fraction for about the time they save. At most
- * CONVERGE_REFINE_PASSES of them. */
+ * because passes still shrink the rest (this one left at most 7/8 of the
+ * `sent` pages of the pass before; a 20% throttle leaves 4/5) and it would
+ * still take more than 1/CONVERGE_REFINE_FLOOR of the limit. One pass that
+ * does not shrink it is forgiven (a burst), the second ends it (a hot set
+ * the guest keeps rewriting). A throttled guest's rest shrinks by the
+ * throttle's share each pass, so a few short passes cut the downtime to a
+ * fraction for about the time they save. At most CONVERGE_REFINE_PASSES. */
 bool converge_switch_now(struct converge *c, uint64_t dirty, uint64_t sent,
 			 uint64_t expect_ms, uint32_t downtime_ms);
 

@@ -709,6 +709,11 @@ static void *migration_main(void *arg)
 		pthread_mutex_unlock(&m->lock);
 	}
 
+	/* Post-copy starts the guest there only once the destination has
+	 * applied what was sent: its backlog would be downtime too. */
+	if (to_postcopy && !caught_up && wait_for_destination(m, &w, fd, &err) < 0)
+		goto fail_send;
+
 	/* Stop and copy. */
 	set_phase(m, MIG_PHASE_STOPCOPY);
 	int64_t t_pause = monotonic_ns();

@@ -58,19 +58,20 @@ static void test_shrinking_rest_gets_more_passes_before_the_switch(void **state)
 {
 	(void)state;
 	struct converge c = { 0 };
-	assert_false(converge_switch_now(&c, 700, 1000, 28, 30));
-	assert_false(converge_switch_now(&c, 490, 700, 20, 30));
-	assert_false(converge_switch_now(&c, 343, 490, 14, 30));
-	assert_true(converge_switch_now(&c, 240, 343, 7, 30));   /* a quarter of the limit */
+	uint64_t sent = 1000, dirty = 700;
+	for (; dirty * 30 / 1000 * CONVERGE_REFINE_FLOOR > 30; sent = dirty, dirty = dirty * 7 / 10)
+		assert_false(converge_switch_now(&c, dirty, sent, dirty * 30 / 1000, 30));
+	assert_true(converge_switch_now(&c, dirty, sent, dirty * 30 / 1000, 30));
+	assert_in_range(c.refine_passes, 4, CONVERGE_REFINE_PASSES);
 }
 
-static void test_a_rest_that_stops_shrinking_switches_at_once(void **state)
+static void test_a_rest_that_stops_shrinking_switches_at_the_second_pass(void **state)
 {
 	(void)state;
 	struct converge c = { 0 };
-	assert_true(converge_switch_now(&c, 800, 1000, 25, 30)); /* kept 80% */
-	assert_true(converge_switch_now(&c, 1000, 1000, 25, 30));
-	assert_int_equal(c.refine_passes, 0);
+	assert_false(converge_switch_now(&c, 900, 1000, 25, 30)); /* kept 90%: a burst? */
+	assert_true(converge_switch_now(&c, 900, 900, 25, 30));  /* no: a hot set */
+	assert_int_equal(c.refine_passes, 1);
 }
 
 static void test_refining_passes_are_capped(void **state)
@@ -91,7 +92,7 @@ int main(void)
 		cmocka_unit_test(test_slow_passes_raise_the_throttle_to_the_cap),
 		cmocka_unit_test(test_throttle_stays_once_it_helps),
 		cmocka_unit_test(test_shrinking_rest_gets_more_passes_before_the_switch),
-		cmocka_unit_test(test_a_rest_that_stops_shrinking_switches_at_once),
+		cmocka_unit_test(test_a_rest_that_stops_shrinking_switches_at_the_second_pass),
 		cmocka_unit_test(test_refining_passes_are_capped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
