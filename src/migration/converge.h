@@ -10,7 +10,7 @@
 #define CONVERGE_STEP_PCT 10
 #define CONVERGE_MAX_PCT 99
 #define CONVERGE_REFINE_PASSES 8
-#define CONVERGE_REFINE_FLOOR 16   /* refine down to downtime / this */
+#define CONVERGE_REFINE_FLOOR 32   /* refine down to downtime / this */
 
 struct converge {
 	unsigned throttle_pct;  /* what the harts get throttled by now */

@@ -70,6 +70,8 @@ struct migration {
 #define PAGE_RATE_MIN_NS 50000000
 /* auto turns to post-copy rather than take more than this from the guest. */
 #define AUTO_MAX_THROTTLE_PCT 50
+/* The throttle for the passes after the rest fits (converge_switch_now). */
+#define APPROACH_THROTTLE_PCT 50
 
 const char *mig_phase_name(enum mig_phase phase)
 {
@@ -591,7 +593,7 @@ static void *migration_main(void *arg)
 	int64_t last_sync = 0;
 	uint64_t sent_last_pass = 0;
 	struct converge conv = { 0 };
-	bool to_postcopy = false, caught_up = false;
+	bool to_postcopy = false, caught_up = false, settled = false;
 	double page_rate = 0;       /* pages/s a large enough pass delivered */
 	/* Whether the pages in the bitmap went out; if not (a pass skipped to
 	 * let the destination catch up), the next sync adds to them. */
@@ -649,8 +651,28 @@ static void *migration_main(void *arg)
 				}
 				if (pass > p.max_passes ||
 				    converge_switch_now(&conv, dirty, sent_last_pass, expect_ms,
-							p.downtime_ms))
+							p.downtime_ms)) {
+					/* What the refining passes sent may not be
+					 * applied yet: one more catch-up, one more look. */
+					if (conv.refine_passes && !settled) {
+						if (wait_for_destination(m, &w, fd, &err) < 0)
+							goto fail_send;
+						settled = true;
+						continue;
+					}
 					break;
+				}
+				/* A throttled guest's rest shrinks by the throttle's
+				 * share a pass; under APPROACH_THROTTLE_PCT, short
+				 * passes barely shrink it: the last ones go at that. */
+				unsigned t = m->st.throttle_pct;
+				if (t && t < APPROACH_THROTTLE_PCT) {
+					vm_set_dirty_limit(vm, (uint64_t)(rate * (100 - APPROACH_THROTTLE_PCT) /
+									  100));
+					pthread_mutex_lock(&m->lock);
+					m->st.throttle_pct = APPROACH_THROTTLE_PCT;
+					pthread_mutex_unlock(&m->lock);
+				}
 			} else {
 				bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
 						   p.strategy == MIG_STRATEGY_HYBRID ||
@@ -713,6 +735,12 @@ static void *migration_main(void *arg)
 	 * applied what was sent: its backlog would be downtime too. */
 	if (to_postcopy && !caught_up && wait_for_destination(m, &w, fd, &err) < 0)
 		goto fail_send;
+
+	/* What is still buffered here would go out during the pause. */
+	if (mig_flush(&w) < 0) {
+		mig_writer_status(&w, &err);
+		goto fail_send;
+	}
 
 	/* Stop and copy. */
 	set_phase(m, MIG_PHASE_STOPCOPY);

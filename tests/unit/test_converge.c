@@ -58,7 +58,7 @@ static void test_shrinking_rest_gets_more_passes_before_the_switch(void **state)
 {
 	(void)state;
 	struct converge c = { 0 };
-	uint64_t sent = 1000, dirty = 700;
+	uint64_t sent = 430, dirty = 300;
 	for (; dirty * 30 / 1000 * CONVERGE_REFINE_FLOOR > 30; sent = dirty, dirty = dirty * 7 / 10)
 		assert_false(converge_switch_now(&c, dirty, sent, dirty * 30 / 1000, 30));
 	assert_true(converge_switch_now(&c, dirty, sent, dirty * 30 / 1000, 30));
