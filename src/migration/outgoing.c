@@ -245,6 +245,17 @@ static int stop_and_copy(struct migration *m, struct mig_writer *w, uint64_t *bi
 	return rc;
 }
 
+/* Auto-converge: lets the guest dirty (100 - pct)% of the pages a pass
+ * delivers per second (rate); 0 leaves the limit as it is. */
+static void set_throttle(struct migration *m, double rate, unsigned pct)
+{
+	if (pct)
+		vm_set_dirty_limit(m->vm, (uint64_t)(rate * (100 - pct) / 100));
+	pthread_mutex_lock(&m->lock);
+	m->st.throttle_pct = pct;
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* The commit: READY, GO, RUNNING. Returns the phase the migration ends in. */
 /* The destination is ready and the guest paused: waits for
  * migration_continue. MIG_PHASE_COMMIT to go on, else how it ended (the
@@ -666,13 +677,8 @@ static void *migration_main(void *arg)
 				 * share a pass; under APPROACH_THROTTLE_PCT, short
 				 * passes barely shrink it: the last ones go at that. */
 				unsigned t = m->st.throttle_pct;
-				if (t && t < APPROACH_THROTTLE_PCT) {
-					vm_set_dirty_limit(vm, (uint64_t)(rate * (100 - APPROACH_THROTTLE_PCT) /
-									  100));
-					pthread_mutex_lock(&m->lock);
-					m->st.throttle_pct = APPROACH_THROTTLE_PCT;
-					pthread_mutex_unlock(&m->lock);
-				}
+				if (t && t < APPROACH_THROTTLE_PCT)
+					set_throttle(m, rate, APPROACH_THROTTLE_PCT);
 			} else {
 				bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
 						   p.strategy == MIG_STRATEGY_HYBRID ||
@@ -682,10 +688,11 @@ static void *migration_main(void *arg)
 					break;
 				}
 				if (p.strategy != MIG_STRATEGY_PRECOPY) {
-					unsigned t = converge_after_pass(&conv, dirty, sent_last_pass, expect_ms,
-									 p.downtime_ms);
+					unsigned t = converge_after_pass(&conv, dirty, sent_last_pass,
+									 expect_ms, p.downtime_ms);
 					if ((p.strategy == MIG_STRATEGY_HYBRID && t) ||
-					    (p.strategy == MIG_STRATEGY_AUTO && t > AUTO_MAX_THROTTLE_PCT)) {
+					    (p.strategy == MIG_STRATEGY_AUTO &&
+					     t > AUTO_MAX_THROTTLE_PCT)) {
 						log_info("migration: pass %u left %llu of the %llu pages it "
 							 "sent; switching to post-copy", pass - 1,
 							 (unsigned long long)dirty,
@@ -694,16 +701,11 @@ static void *migration_main(void *arg)
 						break;
 					}
 					if (t && t != m->st.throttle_pct)
-						log_info("migration: pass %u left %llu of the %llu pages it sent; "
-							 "throttling the guest's dirtying by %u%%", pass - 1,
-							 (unsigned long long)dirty,
+						log_info("migration: pass %u left %llu of the %llu pages "
+							 "it sent; throttling the guest's dirtying by "
+							 "%u%%", pass - 1, (unsigned long long)dirty,
 							 (unsigned long long)sent_last_pass, t);
-					/* (100 - t)% of the pages a pass delivers per second. */
-					if (t)
-						vm_set_dirty_limit(vm, (uint64_t)(rate * (100 - t) / 100));
-					pthread_mutex_lock(&m->lock);
-					m->st.throttle_pct = t;
-					pthread_mutex_unlock(&m->lock);
+					set_throttle(m, rate, t);
 				}
 			}
 		}
