@@ -92,7 +92,15 @@ Figures:
   downtime    as the VMM reports it (tern: pause until the destination's
               RUNNING; QEMU: stop until the source finished sending)
   pause → sent  the same span for both: pause until the source had written
-              the final state (tern downtime_sent_ms, QEMU downtime)
+              the final state (tern downtime_sent_us, QEMU downtime, whole ms)
+  pause → running there  the source's pause until the destination ran,
+              to the microsecond: tern downtime_us (until the destination's
+              RUNNING reached the source, one message later than it ran);
+              QEMU from its trace logs (-msg timestamp=on -trace
+              vm_state_notify on both sides: the source's stop for
+              finish-migrate to the destination's run, both stamps taken with
+              gettimeofday on this machine). For a post-copy that is until the
+              destination started; its page waits come after (hb figures)
   hb gap      the largest gap between arrivals, on the host, of heartbeat
               lines across the switch-over (the source's ttyS1, then the
               destination's), from 1 s before the last line of the source to
@@ -641,7 +649,9 @@ def tern_round(args, row, mem_mib, rate, work, name="tern"):
         return {
             "ok": True, "total_s": st["elapsed_ms"] / 1000, "host_s": (t_end - t_mig) / 1e9,
             "tls": f"--tls-dir {tls}" if tls_on else "--no-tls", "tls_log": said,
-            "downtime_ms": st["downtime_ms"], "downtime_src_ms": st.get("downtime_sent_ms"),
+            "downtime_ms": st["downtime_us"] / 1000, "downtime_src_ms": st["downtime_sent_us"] / 1000,
+            # RUNNING reached the source: the destination ran a message earlier.
+            "downtime_run_ms": st["downtime_us"] / 1000,
             "wire_mib": st["bytes_sent"] / 2**20,
             "passes": st["pass"], "pages": st.get("pages_sent"), "dirty_rate": achieved,
             "verified": verified, "src_exit": src_rc, "status": st,
@@ -771,7 +781,8 @@ class QemuVm(Vm):
         self.mem_mib, self.qcpus, self.qcmdline = mem_mib, cpus, cmdline
         self.qincoming, self.timer_fix = incoming, timer_fix
         self.tls_dir = tls_dir           # x509 credentials: endpoint=server if incoming
-        self.trace_path = self.workdir / "multifd-trace.log" if trace_multifd else None
+        self.trace_multifd = trace_multifd
+        self.trace_path = self.workdir / "trace.log"
         self.hb_path = self.workdir / "ttyS1.sock"
         self.qmp_path = self.workdir / "qmp.sock"
         self.qtest_path = self.workdir / "qtest.sock"
@@ -789,8 +800,12 @@ class QemuVm(Vm):
                 "-chardev", f"socket,id=hb,path={self.hb_path},server=on,wait=off",
                 "-device", "pci-serial,chardev=hb",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
-        if self.trace_path:
-            cmd += ["-trace", f"enable=multifd_send,file={self.trace_path}"]
+        # vm_state_notify with a wall-clock stamp on both sides: when the
+        # source stopped and when the destination ran, to the microsecond.
+        cmd += ["-msg", "timestamp=on", "-trace", "enable=vm_state_notify"]
+        if self.trace_multifd:
+            cmd += ["-trace", "enable=multifd_send"]
+        cmd += ["-trace", f"file={self.trace_path}"]
         if self.tls_dir:
             cmd += ["-object", f"tls-creds-x509,id={QEMU_TLS_ID},dir={self.tls_dir},"
                     f"endpoint={'server' if self.qincoming else 'client'},verify-peer=on"]
@@ -799,6 +814,27 @@ class QemuVm(Vm):
             if self.timer_fix:
                 cmd += ["-qtest", f"unix:{self.qtest_path},server=on,wait=off"]
         return cmd
+
+
+VM_STATE = re.compile(r"^\d+@(\d+\.\d+):vm_state_notify running (\d) reason \d+ \((\S+)\)",
+                      re.M)
+
+
+def qemu_stop_to_run_ms(src_trace, dst_trace):
+    """From the trace logs: the source's last stop for the migration
+    (finish-migrate) to the destination's first run, in ms; both stamps
+    are gettimeofday() on this machine."""
+    def events(path):
+        try:
+            return VM_STATE.findall(Path(path).read_text(errors="replace"))
+        except OSError:
+            return []
+    stops = [float(t) for t, running, why in events(src_trace)
+             if running == "0" and why == "finish-migrate"]
+    runs = [float(t) for t, running, _ in events(dst_trace) if running == "1"]
+    if not stops or not runs:
+        raise RuntimeError(f"no vm_state_notify stop in {src_trace} or run in {dst_trace}")
+    return (runs[0] - stops[-1]) * 1000
 
 
 MULTIFD_SEND = re.compile(r"multifd_send .*normal pages (\d+) flags \S+ next packet size (\d+)")
@@ -874,7 +910,7 @@ def qemu_round(args, row, mem_mib, rate, work, name):
     defer = bool(dst_caps or dst_params)
     run_dir = work / f"{name}-{row}"
     for sub in ("src", "dst"):
-        for f in ("console.sock", "ttyS1.sock", "qmp.sock", "qtest.sock", "multifd-trace.log"):
+        for f in ("console.sock", "ttyS1.sock", "qmp.sock", "qtest.sock", "trace.log"):
             (run_dir / sub / f).unlink(missing_ok=True)
     cmdline = guest_cmdline(args, rate)
     port = free_port()
@@ -1011,8 +1047,9 @@ def qemu_round(args, row, mem_mib, rate, work, name):
                 raise RuntimeError(f"QEMU TLS: tls-creds after the migration {creds}, "
                                    f"not {QEMU_TLS_ID!r} on both sides")
             out["tls"] = "tls-creds " + ", ".join(f"{k} {v}" for k, v in creds.items())
-        if src.trace_path:
-            time.sleep(0.2)              # the trace log is written by QEMU's log thread
+        time.sleep(0.2)                  # the trace log is written by QEMU's log thread
+        out["downtime_run_ms"] = qemu_stop_to_run_ms(src.trace_path, dst.trace_path)
+        if src.trace_multifd:
             wire = multifd_wire_mib(ram["transferred"], src.trace_path)
             if wire is None:
                 raise RuntimeError(f"no multifd_send lines in {src.trace_path}")
@@ -1034,8 +1071,9 @@ def qemu_round(args, row, mem_mib, rate, work, name):
 
 METRICS = [  # key, label, format
     ("total_s", "total time (s)", "{:.2f}"),
-    ("downtime_ms", "downtime, VMM (ms)", "{:.0f}"),
-    ("downtime_src_ms", "downtime, pause → sent (ms)", "{:.0f}"),
+    ("downtime_ms", "downtime, VMM (ms)", "{:.1f}"),
+    ("downtime_src_ms", "downtime, pause → sent (ms)", "{:.1f}"),
+    ("downtime_run_ms", "downtime, pause → running there (ms)", "{:.1f}"),
     ("hb_gap_ms", "downtime, heartbeat (ms)", "{:.0f}"),
     ("hb_switch_ms", "heartbeat, last src → first dst (ms)", "{:.0f}"),
     ("hb_guest_ms", "same gap by the guest's clock (ms)", "{:.0f}"),
@@ -1105,8 +1143,9 @@ def build_tables(table_rows, vmms, metrics=None, names=None, first="guest"):
 # --matrix strategies: key, label, format, better ("low" or "high")
 PAIR_METRICS = [
     ("total_s", "total (s)", "{:.2f}", "low"),
-    ("downtime_ms", "downtime, VMM (ms)", "{:.0f}", "low"),
-    ("downtime_src_ms", "downtime, pause → sent (ms)", "{:.0f}", "low"),
+    ("downtime_ms", "downtime, VMM (ms)", "{:.1f}", "low"),
+    ("downtime_src_ms", "downtime, pause → sent (ms)", "{:.1f}", "low"),
+    ("downtime_run_ms", "downtime, pause → running there (ms)", "{:.1f}", "low"),
     ("hb_gap_ms", "hb gap at switch (ms)", "{:.0f}", "low"),
     ("hb_mig_ms", "hb gap, largest (ms)", "{:.0f}", "low"),
     ("wire_mib", "wire (MiB)", "{:.1f}", "low"),
@@ -1219,9 +1258,11 @@ def strategy_notes(table_rows, vmms, timeout):
         goal = []
         if "tern" in vmms and res["tern"].get("ok"):
             for key, label, spec in (("total_s", "total", "{:.2f} s"),
-                                     ("downtime_ms", "VMM downtime", "{:.0f} ms"),
+                                     ("downtime_ms", "VMM downtime", "{:.1f} ms"),
                                      ("downtime_src_ms", "downtime pause → sent",
-                                      "{:.0f} ms"),
+                                      "{:.1f} ms"),
+                                     ("downtime_run_ms", "downtime pause → running there",
+                                      "{:.2f} ms"),
                                      ("hb_gap_ms", "heartbeat gap", "{:.0f} ms")):
                 if key in best:
                     tv, (qv, qn) = res["tern"][key], best[key]
@@ -1318,8 +1359,13 @@ def write_strategies_docs(args, rows, vmms, md_table, extra, argv, minutes):
             "Columns: total and downtime as each VMM reports them (tern: from the pause "
             "until the destination reported RUNNING; QEMU: from the pause until its source "
             "had written the last byte, its destination not yet running); downtime, pause → "
-            "sent = that last span for both VMMs (tern's downtime_sent_ms, QEMU's downtime), "
-            "the one VMM figure measured the same way on both; hb gap at switch = the "
+            "sent = that last span for both VMMs (tern's downtime_sent_us, QEMU's downtime in "
+            "whole ms); downtime, pause → running there = from the source's pause until the "
+            "destination ran, to the microsecond, the same span on both (tern's downtime_us, "
+            "which ends when RUNNING reached the source, a message after; QEMU's from "
+            "vm_state_notify trace lines with wall-clock stamps, the source's stop for "
+            "finish-migrate to the destination's run; for a post-copy, until the "
+            "destination started, its page waits come after); hb gap at switch = the "
             "largest gap between heartbeat lines around the switch-over (host arrival times); "
             "hb gap, largest = the largest gap from the migrate command to 2 s after the "
             "destination's first line (throttling and post-copy stalls show here); wire = "
@@ -1650,7 +1696,8 @@ def measure(args, rows, vmms):
                         r = qemu_round(args, row, mem_mib, rate, work, v)
                     r["floor_s"] = r["wire_mib"] * 2**20 / bw
                     print(f"#   total {r['total_s']:.2f} s (host {r['host_s']:.2f} s), downtime "
-                          f"{r['downtime_ms']} ms, heartbeat gap {r['hb_gap_ms']:.0f} ms "
+                          f"{r['downtime_ms']:.2f} ms (pause → running there "
+                          f"{r['downtime_run_ms']:.2f} ms), heartbeat gap {r['hb_gap_ms']:.0f} ms "
                           f"(switch-over {r['hb_switch_ms']:.0f} ms, largest during the "
                           f"migration {r['hb_mig_ms']:.0f} ms, before {r['hb_base_ms']:.0f} ms "
                           f"(by the guest's clock {r['hb_base_guest_ms']:.0f} ms), "

@@ -570,12 +570,12 @@ static void print_report(json_t *st)
 	const char *to = json_string_value(json_object_get(st, "to"));
 	const char *error = json_string_value(json_object_get(st, "error"));
 	if (phase && !strcmp(phase, "completed"))
-		fprintf(stderr, "migrated to %s in %lld ms: downtime %lld ms (guest paused here until "
-			"it ran there; final state sent after %lld ms, applied there after %lld), "
+		fprintf(stderr, "migrated to %s in %lld ms: downtime %.2f ms (guest paused here until "
+			"it ran there; final state sent after %.2f ms, applied there after %.2f), "
 			"%.1f MiB on the wire, %lld passes, %lld pages sent\n",
 			to ? to : "?", (long long)jint(st, "elapsed_ms"),
-			(long long)jint(st, "downtime_ms"), (long long)jint(st, "downtime_sent_ms"),
-			(long long)jint(st, "downtime_ready_ms"), mib((uint64_t)jint(st, "bytes_sent")),
+			(double)jint(st, "downtime_us") / 1000, (double)jint(st, "downtime_sent_us") / 1000,
+			(double)jint(st, "downtime_ready_us") / 1000, mib((uint64_t)jint(st, "bytes_sent")),
 			(long long)jint(st, "pass"), (long long)jint(st, "pages_sent"));
 	if (phase && !strcmp(phase, "completed") && jint(st, "throttle_stall_ms"))
 		fprintf(stderr, "auto-converge held the guest's harts %lld ms in all (up to %lld%%)\n",

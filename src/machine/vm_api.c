@@ -217,7 +217,7 @@ static json_t *stats_json(const struct mig_stats *st)
 			      "bandwidth_bytes_s", (json_int_t)st->bandwidth,
 			      "expected_downtime_ms", (json_int_t)st->expected_downtime_ms,
 			      "elapsed_ms", (json_int_t)st->elapsed_ms,
-			      "downtime_ms", (json_int_t)st->downtime_ms,
+			      "downtime_ms", (json_int_t)(st->downtime_us / 1000),
 			      "throttle_pct", (int)st->throttle_pct,
 			      "postcopy_requests", (json_int_t)st->postcopy_requests,
 			      "params", "downtime_ms", (int)st->params.downtime_ms,
@@ -232,9 +232,17 @@ static json_t *stats_json(const struct mig_stats *st)
 	if (o) {
 		json_t *params = json_object_get(o, "params");
 		json_object_set_new(params, "copy_storage", json_boolean(st->params.copy_storage));
-		json_object_set_new(o, "downtime_sent_ms", json_integer((json_int_t)st->downtime_sent_ms));
+		/* The milliseconds for a person, the microseconds for comparing
+		 * downtimes of a few milliseconds. */
+		json_object_set_new(o, "downtime_sent_ms",
+				    json_integer((json_int_t)(st->downtime_sent_us / 1000)));
 		json_object_set_new(o, "downtime_ready_ms",
-				    json_integer((json_int_t)st->downtime_ready_ms));
+				    json_integer((json_int_t)(st->downtime_ready_us / 1000)));
+		json_object_set_new(o, "downtime_us", json_integer((json_int_t)st->downtime_us));
+		json_object_set_new(o, "downtime_sent_us",
+				    json_integer((json_int_t)st->downtime_sent_us));
+		json_object_set_new(o, "downtime_ready_us",
+				    json_integer((json_int_t)st->downtime_ready_us));
 		json_object_set_new(params, "switchover_gate",
 				    json_boolean(st->params.switchover_gate));
 	}

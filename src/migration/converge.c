@@ -2,9 +2,9 @@
 #include "migration/converge.h"
 
 unsigned converge_after_pass(struct converge *c, uint64_t dirty, uint64_t sent,
-			     uint64_t expect_ms, uint32_t downtime_ms)
+			     uint64_t expect_us, uint64_t limit_us)
 {
-	if (expect_ms <= downtime_ms)
+	if (expect_us <= limit_us)
 		return c->throttle_pct;      /* converged: the switch-over comes next */
 	if (dirty * 2 <= sent) {
 		c->slow_passes = 0;          /* shrinking fast enough as it is */
@@ -20,13 +20,27 @@ unsigned converge_after_pass(struct converge *c, uint64_t dirty, uint64_t sent,
 }
 
 bool converge_switch_now(struct converge *c, uint64_t dirty, uint64_t sent,
-			 uint64_t expect_ms, uint32_t downtime_ms)
+			 uint64_t expect_us, uint64_t limit_us)
 {
-	if (expect_ms * CONVERGE_REFINE_FLOOR <= downtime_ms ||
+	if (expect_us * CONVERGE_REFINE_FLOOR <= limit_us ||
 	    c->refine_passes >= CONVERGE_REFINE_PASSES)
 		return true;
 	if (dirty * 8 > sent * 7 && c->refine_stalls++)
 		return true;
 	c->refine_passes++;
 	return false;
+}
+
+unsigned converge_refine_throttle(struct converge *c, uint64_t dirty, uint64_t sent,
+				  unsigned throttle_pct)
+{
+	if (c->refine_pct < throttle_pct)
+		c->refine_pct = throttle_pct;
+	if (dirty * 2 > sent) {
+		unsigned next = c->refine_pct < CONVERGE_REFINE_FIRST_PCT
+					? CONVERGE_REFINE_FIRST_PCT
+					: c->refine_pct + CONVERGE_REFINE_STEP_PCT;
+		c->refine_pct = next > CONVERGE_REFINE_MAX_PCT ? CONVERGE_REFINE_MAX_PCT : next;
+	}
+	return c->refine_pct;
 }

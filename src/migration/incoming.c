@@ -218,11 +218,13 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	else
 		vm_hold_devices(vm, false);
 	vm_set_guest_time(vm, l.guest_time);
+	mig_reader_free(&r);
+	disk_targets_free(&disks);
+	/* The source counts its downtime until RUNNING: nothing slow between
+	 * it and the harts' start. */
 	if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
 		log_warn("the source may not learn that the guest runs here: %s", err.msg);
 	vm_announce(vm);
-	mig_reader_free(&r);
-	disk_targets_free(&disks);
 	close(fd);
 	fd = -1;
 	log_info("incoming migration complete in %lld ms (%llu pages with data, %llu zero); "

@@ -70,8 +70,6 @@ struct migration {
 #define PAGE_RATE_MIN_NS 50000000
 /* auto turns to post-copy rather than take more than this from the guest. */
 #define AUTO_MAX_THROTTLE_PCT 50
-/* The throttle for the passes after the rest fits (converge_switch_now). */
-#define APPROACH_THROTTLE_PCT 50
 
 const char *mig_phase_name(enum mig_phase phase)
 {
@@ -646,11 +644,12 @@ static void *migration_main(void *arg)
 		if (pass > 1) {
 			/* Disk blocks cost about what pages of their size do. */
 			double work = (double)dirty + (double)disk_dirty / GUEST_PAGE_SIZE;
-			uint64_t expect_ms = rate > 0 ? (uint64_t)(work * 1000.0 / rate) : 0;
+			uint64_t expect_us = rate > 0 ? (uint64_t)(work * 1e6 / rate) : 0;
+			uint64_t limit_us = (uint64_t)p.downtime_ms * 1000;
 			pthread_mutex_lock(&m->lock);
-			m->st.expected_downtime_ms = expect_ms;
+			m->st.expected_downtime_ms = expect_us / 1000;
 			pthread_mutex_unlock(&m->lock);
-			if (expect_ms <= p.downtime_ms) {
+			if (expect_us <= limit_us) {
 				/* The destination may still be applying what was sent:
 				 * let it catch up while the guest runs, then take one
 				 * more look, so that its backlog is not downtime. */
@@ -660,9 +659,15 @@ static void *migration_main(void *arg)
 					caught_up = true;
 					continue;
 				}
-				if (pass > p.max_passes ||
-				    converge_switch_now(&conv, dirty, sent_last_pass, expect_ms,
-							p.downtime_ms)) {
+				bool switch_now = pass > p.max_passes ||
+						  converge_switch_now(&conv, dirty, sent_last_pass,
+								      expect_us, limit_us);
+				log_debug("migration: pass %u left %llu of the %llu pages it sent, "
+					  "%.2f ms at %.0f pages/s: %s", pass - 1,
+					  (unsigned long long)dirty,
+					  (unsigned long long)sent_last_pass, (double)expect_us / 1000,
+					  rate, switch_now ? "switching over" : "one more pass");
+				if (switch_now) {
 					/* What the refining passes sent may not be
 					 * applied yet: one more catch-up, one more look. */
 					if (conv.refine_passes && !settled) {
@@ -673,12 +678,14 @@ static void *migration_main(void *arg)
 					}
 					break;
 				}
-				/* A throttled guest's rest shrinks by the throttle's
-				 * share a pass; under APPROACH_THROTTLE_PCT, short
-				 * passes barely shrink it: the last ones go at that. */
-				unsigned t = m->st.throttle_pct;
-				if (t && t < APPROACH_THROTTLE_PCT)
-					set_throttle(m, rate, APPROACH_THROTTLE_PCT);
+				/* Only the strategies that throttle at all. */
+				if (p.strategy == MIG_STRATEGY_AUTO ||
+				    p.strategy == MIG_STRATEGY_AUTO_CONVERGE) {
+					unsigned t = converge_refine_throttle(
+						&conv, dirty, sent_last_pass, m->st.throttle_pct);
+					if (t != m->st.throttle_pct)
+						set_throttle(m, rate, t);
+				}
 			} else {
 				bool postcopy_ok = p.strategy == MIG_STRATEGY_AUTO ||
 						   p.strategy == MIG_STRATEGY_HYBRID ||
@@ -689,7 +696,7 @@ static void *migration_main(void *arg)
 				}
 				if (p.strategy != MIG_STRATEGY_PRECOPY) {
 					unsigned t = converge_after_pass(&conv, dirty, sent_last_pass,
-									 expect_ms, p.downtime_ms);
+									 expect_us, limit_us);
 					if ((p.strategy == MIG_STRATEGY_HYBRID && t) ||
 					    (p.strategy == MIG_STRATEGY_AUTO &&
 					     t > AUTO_MAX_THROTTLE_PCT)) {
@@ -776,15 +783,16 @@ static void *migration_main(void *arg)
 			 : stop_and_copy(m, &w, bitmap, &err)) < 0)
 		goto fail_send;
 	int64_t t_sent = monotonic_ns(), t_ready = 0;
-	log_debug("migration: final state sent %.1f ms after the pause", (t_sent - t_pause) / 1e6);
+	log_debug("migration: final state (%llu pages) sent %.3f ms after the pause",
+		  (unsigned long long)m->st.pages_remaining, (t_sent - t_pause) / 1e6);
 	set_phase(m, MIG_PHASE_COMMIT);
 	/* A VM the operator had paused stays paused on the destination. */
 	end = commit(m, fd, to_postcopy ? go : was_paused ? MIG_GO_PAUSED : NULL, &t_ready, &err);
 	if (end == MIG_PHASE_COMPLETED) {
 		pthread_mutex_lock(&m->lock);
-		m->st.downtime_ms = (uint64_t)(monotonic_ns() - t_pause) / 1000000;
-		m->st.downtime_sent_ms = (uint64_t)(t_sent - t_pause) / 1000000;
-		m->st.downtime_ready_ms = (uint64_t)(t_ready - t_pause) / 1000000;
+		m->st.downtime_us = (uint64_t)(monotonic_ns() - t_pause) / 1000;
+		m->st.downtime_sent_us = (uint64_t)(t_sent - t_pause) / 1000;
+		m->st.downtime_ready_us = (uint64_t)(t_ready - t_pause) / 1000;
 		pthread_mutex_unlock(&m->lock);
 	}
 	if (end == MIG_PHASE_COMPLETED && to_postcopy) {
@@ -849,8 +857,8 @@ out:
 	if (end == MIG_PHASE_COMPLETED) {
 		struct mig_stats st;
 		migration_status(vm, &st);
-		log_info("migrated to %s: %llu ms in all, downtime %llu ms, %llu bytes, %u passes",
-			 st.to, (unsigned long long)st.elapsed_ms, (unsigned long long)st.downtime_ms,
+		log_info("migrated to %s: %llu ms in all, downtime %.2f ms, %llu bytes, %u passes",
+			 st.to, (unsigned long long)st.elapsed_ms, (double)st.downtime_us / 1000,
 			 (unsigned long long)st.bytes_sent, st.pass);
 		usleep(LINGER_AFTER_COMPLETION_MS * 1000);
 		vm_request_stop(vm, VM_EXIT_POWEROFF);

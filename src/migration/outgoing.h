@@ -77,11 +77,11 @@ struct mig_stats {
 	uint64_t disk_bytes_total, disk_bytes_sent, disk_dirty_bytes;
 	struct ram_codec_stats codec;
 	uint64_t elapsed_ms;
-	uint64_t downtime_ms;           /* pause to RUNNING, once completed */
+	uint64_t downtime_us;           /* pause to RUNNING, once completed */
 	/* Where that downtime went: pause until the final state was in the
 	 * socket (what QEMU calls downtime), and until READY came back (the
 	 * destination had applied it). The rest is GO and RUNNING. */
-	uint64_t downtime_sent_ms, downtime_ready_ms;
+	uint64_t downtime_sent_us, downtime_ready_us;
 	struct mig_params params;
 	char error[512];
 };
