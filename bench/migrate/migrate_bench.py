@@ -94,8 +94,9 @@ Figures:
   pause → sent  the same span for both: pause until the source had written
               the final state (tern downtime_sent_us, QEMU downtime, whole ms)
   pause → running there  the source's pause until the destination ran,
-              to the microsecond: tern downtime_us (until the destination's
-              RUNNING reached the source, one message later than it ran);
+              to the microsecond, from each side's own log: tern's debug
+              log lines "migration: guest paused" (source) and "vm: hart N
+              runs" (destination, the first hart entering the guest), stamped with CLOCK_MONOTONIC;
               QEMU from its trace logs (-msg timestamp=on -trace
               vm_state_notify on both sides: the source's stop for
               finish-migrate to the destination's run, both stamps taken with
@@ -562,6 +563,21 @@ def tern_tls_dir():
 PLAINTEXT_LOG = re.compile(r"plaintext|no-tls|not speak TLS|without TLS", re.I)
 
 
+TERN_PAUSED = re.compile(r"^tern: debug: \[(\d+\.\d+)\] migration: guest paused", re.M)
+TERN_STARTED = re.compile(r"^tern: debug: \[(\d+\.\d+)\] vm: hart \d+ runs", re.M)
+
+
+def tern_stop_to_run_ms(src_log, dst_log):
+    """From the debug logs (CLOCK_MONOTONIC stamps, one clock on this
+    machine): the source's pause to the destination's first hart entering
+    the guest."""
+    paused, started = TERN_PAUSED.findall(src_log), TERN_STARTED.findall(dst_log)
+    if not paused or not started:
+        raise RuntimeError("no \"guest paused\" line in the source's log or no \"hart N "
+                           "runs\" in the destination's")
+    return (float(started[0]) - float(paused[-1])) * 1000
+
+
 def tern_round(args, row, mem_mib, rate, work, name="tern"):
     run_dir = work / f"{name}-{row}"
     for sub in ("src", "dst"):
@@ -571,9 +587,13 @@ def tern_round(args, row, mem_mib, rate, work, name="tern"):
     tls_on = name in TERN_TLS
     tls = str(tern_tls_dir()) if tls_on else "off"
     src = TernVm(run_dir / "src", cpus=args.cpus, memory=f"{mem_mib}M", binary=TERN[0],
-                 kernel=KERNEL, initrd=INITRD, cmdline=guest_cmdline(args, rate), tls=tls)
+                 kernel=KERNEL, initrd=INITRD, cmdline=guest_cmdline(args, rate), tls=tls,
+                 extra_args=["--log-level", "debug"])
     port = free_port()
-    dst = TernVm(run_dir / "dst", incoming=f"tcp:127.0.0.1:{port}", binary=TERN[0], tls=tls)
+    # Debug logs, stamped with CLOCK_MONOTONIC, for the pause and the
+    # destination's harts starting (tern_stop_to_run_ms).
+    dst = TernVm(run_dir / "dst", incoming=f"tcp:127.0.0.1:{port}", binary=TERN[0], tls=tls,
+                 extra_args=["--log-level", "debug"])
     for vm in (src, dst):
         cmd = vm.command()
         if ("--tls-dir" in cmd) != tls_on or ("--no-tls" in cmd) == tls_on:
@@ -650,8 +670,7 @@ def tern_round(args, row, mem_mib, rate, work, name="tern"):
             "ok": True, "total_s": st["elapsed_ms"] / 1000, "host_s": (t_end - t_mig) / 1e9,
             "tls": f"--tls-dir {tls}" if tls_on else "--no-tls", "tls_log": said,
             "downtime_ms": st["downtime_us"] / 1000, "downtime_src_ms": st["downtime_sent_us"] / 1000,
-            # RUNNING reached the source: the destination ran a message earlier.
-            "downtime_run_ms": st["downtime_us"] / 1000,
+            "downtime_run_ms": tern_stop_to_run_ms(src.log_text(), dst.log_text()),
             "wire_mib": st["bytes_sent"] / 2**20,
             "passes": st["pass"], "pages": st.get("pages_sent"), "dirty_rate": achieved,
             "verified": verified, "src_exit": src_rc, "status": st,
@@ -1361,8 +1380,8 @@ def write_strategies_docs(args, rows, vmms, md_table, extra, argv, minutes):
             "had written the last byte, its destination not yet running); downtime, pause → "
             "sent = that last span for both VMMs (tern's downtime_sent_us, QEMU's downtime in "
             "whole ms); downtime, pause → running there = from the source's pause until the "
-            "destination ran, to the microsecond, the same span on both (tern's downtime_us, "
-            "which ends when RUNNING reached the source, a message after; QEMU's from "
+            "destination ran, to the microsecond, the same span on both, from each side's log (tern's debug "
+            "lines \"guest paused\" and \"hart N runs\", CLOCK_MONOTONIC stamps; QEMU's from "
             "vm_state_notify trace lines with wall-clock stamps, the source's stop for "
             "finish-migrate to the destination's run; for a post-copy, until the "
             "destination started, its page waits come after); hb gap at switch = the "

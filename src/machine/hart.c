@@ -98,6 +98,12 @@ static void *hart_main(void *arg)
 			h->in_wfi = false;
 		}
 		pthread_mutex_unlock(&vm->lock);
+		if (!h->ran) {
+			/* Its time stamp ends a migration's downtime as the
+			 * guest sees it (bench/migrate). */
+			log_debug("vm: hart %u runs", h->id);
+			h->ran = true;
+		}
 
 		enum cpu_exit why = cpu_run(h->cpu);
 

@@ -86,6 +86,7 @@ struct hart {
 	enum hart_hsm hsm;
 	uint64_t start_addr, start_arg;
 	bool in_wfi;                 /* waiting for an interrupt */
+	bool ran;                    /* has entered the guest once */
 	bool paused;                 /* parked at an instruction boundary */
 	unsigned flush_request;      /* CPU_FLUSH_* bits posted by other harts */
 	uint64_t flush_posted, flush_done;

@@ -164,6 +164,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		log_error("incoming migration abandoned, the guest did not run here: %s", err.msg);
 		goto out;
 	}
+	log_debug("incoming migration: GO");
 	bool postcopy = !strncmp(text, MIG_GO_POSTCOPY " ", strlen(MIG_GO_POSTCOPY) + 1);
 	if (postcopy != (l.owed != NULL)) {
 		error_set(&err, EPROTO, postcopy ? "the source switched to post-copy without saying "
@@ -224,6 +225,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	 * it and the harts' start. */
 	if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
 		log_warn("the source may not learn that the guest runs here: %s", err.msg);
+	log_debug("incoming migration: RUNNING sent");
 	vm_announce(vm);
 	close(fd);
 	fd = -1;
