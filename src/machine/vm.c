@@ -454,6 +454,17 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+/* Until something asked the VM to stop; its exit status. */
+static int wait_for_stop(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	while (vm->state != VM_STOPPING)
+		pthread_cond_wait(&vm->changed, &vm->lock);
+	int status = vm->exit_status;
+	pthread_mutex_unlock(&vm->lock);
+	return status;
+}
+
 static void join_harts(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->num_harts; i++) {
@@ -491,10 +502,7 @@ int vm_run(struct vm *vm)
 	if (rc) {
 		log_error("cannot start the signal thread: %s", strerror(rc));
 		vm_request_stop(vm, VM_EXIT_ERROR);
-		pthread_mutex_lock(&vm->lock);
-		while (vm->state != VM_STOPPING)
-			pthread_cond_wait(&vm->changed, &vm->lock);
-		pthread_mutex_unlock(&vm->lock);
+		wait_for_stop(vm);
 		join_harts(vm);
 		return VM_EXIT_ERROR;
 	}
@@ -512,12 +520,7 @@ int vm_run(struct vm *vm)
 		vm_request_stop(vm, VM_EXIT_ERROR);
 	}
 
-	pthread_mutex_lock(&vm->lock);
-	while (vm->state != VM_STOPPING)
-		pthread_cond_wait(&vm->changed, &vm->lock);
-	int status = vm->exit_status;
-	pthread_mutex_unlock(&vm->lock);
-
+	int status = wait_for_stop(vm);
 	join_harts(vm);
 	pthread_kill(sig_thread, SIGUSR1);
 	pthread_join(sig_thread, NULL);
