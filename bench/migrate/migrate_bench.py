@@ -191,7 +191,7 @@ WORKING_SET_MIB = 256
 VMMS = {"tern": "tern", "tern-tls": "tern TLS",
         "tern-precopy": "tern precopy", "tern-ac": "tern auto-converge",
         "tern-postcopy": "tern postcopy", "tern-2streams": "tern 2 streams",
-        "tern-delta": "tern delta", "tern-zstd": "tern zstd 2 streams",
+        "tern-delta": "tern delta", "tern-zstd": "tern zstd 2 streams", "tern-raw": "tern raw",
         "qemu": "QEMU dl=300", "qemu-dl30": "QEMU dl=30", "qemu-tls": "QEMU dl=30 TLS",
         "qemu-dl30-ac": "QEMU dl=30 ac",
         "qemu-dl30-postcopy": "QEMU dl=30 postcopy", "qemu-dl30-multifd2": "QEMU dl=30 multifd 2",
@@ -210,6 +210,7 @@ TERN_VARIANTS = {
     "tern-2streams": ["--streams", "2"],
     "tern-delta": ["--delta", "on", "--compress", "off"],
     "tern-zstd": ["--compress", "on", "--delta", "off", "--streams", "2"],
+    "tern-raw": ["--delta", "off", "--compress", "off"],
 }
 # QEMU variants: downtime-limit (ms); capabilities and parameters set on the
 # source, and on the destination (which then starts with -incoming defer and

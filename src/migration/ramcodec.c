@@ -2,6 +2,7 @@
 #include "migration/ramcodec.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mem/guest_ram.h"
@@ -66,8 +67,23 @@ void ram_codec_free(struct ram_codec *c)
 {
 	page_cache_destroy(c->cache);
 	zctx_destroy(c->z);
+	free(c->section);
 	c->cache = NULL;
 	c->z = NULL;
+	c->section = NULL;
+	c->section_cap = 0;
+}
+
+uint8_t *ram_codec_section_buffer(struct ram_codec *c, size_t cap)
+{
+	if (c->section_cap < cap) {
+		uint8_t *buf = realloc(c->section, cap);
+		if (!buf)
+			return NULL;
+		c->section = buf;
+		c->section_cap = cap;
+	}
+	return c->section;
 }
 
 static bool worth_trying(enum codec_mode mode, struct codec_meter *m, uint64_t bandwidth,

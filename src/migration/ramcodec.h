@@ -42,6 +42,8 @@ struct ram_codec {
 	/* With several channels, this codec's sender takes the pages of
 	 * 1 MiB chunks number part, part + nparts, ... (nparts 0 or 1: all). */
 	unsigned part, nparts;
+	uint8_t *section;               /* see ram_codec_section_buffer */
+	size_t section_cap;
 	uint8_t scratch[PAGECODEC_PAGE_SIZE];
 };
 
@@ -53,6 +55,9 @@ static inline bool ram_codec_owns(const struct ram_codec *c, uint64_t pfn)
 {
 	return c->nparts <= 1 || (pfn >> 8) % c->nparts == c->part;
 }
+/* A buffer of at least cap bytes for building RAM sections, kept until
+ * ram_codec_free; NULL when out of memory. */
+uint8_t *ram_codec_section_buffer(struct ram_codec *c, size_t cap);
 /* One page record for pfn at out (room for 8 + 4096 bytes); its length. */
 size_t ram_codec_put_page(struct ram_codec *c, const struct guest_ram *ram, uint64_t pfn,
 			  uint8_t *out, struct ram_stats *stats);

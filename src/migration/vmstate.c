@@ -203,35 +203,54 @@ int vmstate_save_ram_coded(struct vm *vm, struct mig_writer *w, const uint64_t *
 			return error_errno(err, e, "mincore on guest RAM");
 		}
 	}
+	/* A codec keeps its section buffer from pass to pass: a fresh one
+	 * would be faulted in page by page inside the downtime. */
 	size_t cap = RAM_SECTION_PAGES * (8 + GUEST_PAGE_SIZE), len = 0;
-	uint8_t *buf = malloc(cap);
+	uint8_t *buf = codec ? ram_codec_section_buffer(codec, cap) : malloc(cap);
 	if (!buf) {
 		free(resident);
 		return error_set(err, ENOMEM, "no memory for a RAM section");
 	}
 	unsigned in_section = 0;
+	uint64_t owned = 0, wanted = 0;
 	int rc = 0;
-	for (uint64_t pfn = 0; pfn < pages && !rc; pfn++) {
-		if (codec && !ram_codec_owns(codec, pfn))
+	/* A word of the map at a time: the last passes of a big guest find
+	 * a few hundred pages in hundreds of thousands, inside the downtime. */
+	for (uint64_t pfn0 = 0; pfn0 < pages && !rc; pfn0 += 64) {
+		/* Channels own 256-page chunks: a word is all one channel's. */
+		if (codec && !ram_codec_owns(codec, pfn0))
 			continue;    /* another channel's */
-		bool wanted = bitmap ? (bitmap[pfn / 64] >> (pfn % 64)) & 1 : resident[pfn] & 1;
-		if (!wanted) {
-			stats->pages_skipped++;
-			continue;
+		unsigned n = pages - pfn0 < 64 ? (unsigned)(pages - pfn0) : 64;
+		uint64_t bits = 0;
+		if (bitmap) {
+			bits = bitmap[pfn0 / 64];
+		} else {
+			for (unsigned i = 0; i < n; i++)
+				bits |= (uint64_t)(resident[pfn0 + i] & 1) << i;
 		}
-		len += codec ? ram_codec_put_page(codec, ram, pfn, buf + len, stats)
-			     : put_page(ram, pfn, buf + len, stats);
-		if (++in_section == RAM_SECTION_PAGES) {
-			rc = codec ? ram_codec_write_section(codec, w, RAM_VERSION, buf, len)
-				   : mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
-			len = 0;
-			in_section = 0;
+		if (n < 64)
+			bits &= (1ull << n) - 1;
+		owned += n;
+		for (; bits && !rc; bits &= bits - 1) {
+			uint64_t pfn = pfn0 + (uint64_t)__builtin_ctzll(bits);
+			wanted++;
+			len += codec ? ram_codec_put_page(codec, ram, pfn, buf + len, stats)
+				     : put_page(ram, pfn, buf + len, stats);
+			if (++in_section == RAM_SECTION_PAGES) {
+				rc = codec ? ram_codec_write_section(codec, w, RAM_VERSION, buf, len)
+					   : mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf,
+							       len);
+				len = 0;
+				in_section = 0;
+			}
 		}
 	}
+	stats->pages_skipped += owned - wanted;
 	if (!rc && len)
 		rc = codec ? ram_codec_write_section(codec, w, RAM_VERSION, buf, len)
 			   : mig_write_section(w, MIG_SEC_RAM, 0, RAM_VERSION, buf, len);
-	free(buf);
+	if (!codec)
+		free(buf);
 	free(resident);
 	return rc ? mig_writer_status(w, err) : 0;
 }
