@@ -476,26 +476,44 @@ static void join_harts(struct vm *vm)
 	}
 }
 
+/* The signals the signal thread turns into a stop: every other thread
+ * blocks them, or one could take the process down. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+}
+
+int vm_start_harts(struct vm *vm, struct error *err)
+{
+	sigset_t set, old;
+	stop_signals(&set);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	int rc = 0;
+	for (unsigned i = 0; i < vm->num_harts && !rc; i++)
+		if (!vm->harts[i].thread_started)
+			rc = hart_start_thread(&vm->harts[i], err);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 int vm_run(struct vm *vm)
 {
 	struct error err = { 0 };
 	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
+	stop_signals(&set);
 	/* Every thread created from here on inherits the mask, so only the
 	 * signal thread receives them. */
 	pthread_sigmask(SIG_BLOCK, &set, &old);
-	/* The harts first: after a migration every thread started before
-	 * them is downtime (each start took 1-4 ms here, the guest waiting). */
-	for (unsigned i = 0; i < vm->num_harts; i++) {
-		if (hart_start_thread(&vm->harts[i], &err) < 0) {
-			log_error("%s", err.msg);
-			vm_request_stop(vm, VM_EXIT_ERROR);
-			break;
-		}
+	/* The harts first (unless vm_start_harts did): after a migration
+	 * every thread started before them is downtime (each start took 1-4
+	 * ms here, the guest waiting). */
+	if (vm_start_harts(vm, &err) < 0) {
+		log_error("%s", err.msg);
+		vm_request_stop(vm, VM_EXIT_ERROR);
 	}
 	pthread_t sig_thread;
 	int rc = pthread_create(&sig_thread, NULL, signal_thread, vm);
@@ -532,6 +550,14 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	/* Harts started ahead of vm_run (an incoming VM's) that never ran. */
+	bool started = false;
+	for (unsigned i = 0; i < vm->num_harts; i++)
+		started |= vm->harts[i].thread_started;
+	if (started) {
+		vm_request_stop(vm, VM_EXIT_ERROR);
+		join_harts(vm);
+	}
 	migration_destroy(vm);
 	replica_destroy(vm);
 	if (vm->api)

@@ -189,6 +189,10 @@ void vm_freeze(struct vm *vm);
 /* Before vm_run: the VM starts paused (harts parked, devices quiet) and
  * waits for a resume; for a VM that was paused where it came from. */
 void vm_start_paused(struct vm *vm);
+/* Starts the hart threads now, ahead of vm_run (which then leaves them
+ * be): after vm_start_paused they park, so that a resume only wakes them.
+ * An incoming VM does this before GO, where thread starts cost nothing. */
+int vm_start_harts(struct vm *vm, struct error *err);
 /* After the VM arrived: RARP from each TAP and the guest's own announce. */
 /* Replication's synchronous mode: hold what the guest's NICs send; a
  * barrier per epoch (every NIC counts alike); release up to one. */

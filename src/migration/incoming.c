@@ -84,6 +84,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	struct incoming in = { .fd = -1, .listen_fd = -1, .channels = { .n = 1 } };
 	struct vm *vm = NULL;
 	struct disk_targets disks = { 0 };
+	struct postcopy_dst *pc = NULL;
 	int status = VM_EXIT_ERROR;
 	if (mig_reader_init(&r, fd, "the incoming migration", &err) < 0) {
 		close(fd);
@@ -114,11 +115,18 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		status = refuse(fd, &err);
 		goto out;
 	}
+	/* Paused, with its devices held, and its harts waiting: on GO a
+	 * resume wakes them, without the thread starts (1-4 ms each here)
+	 * that would otherwise come inside the downtime. */
 	if (vm_create(&vm, cfg, &err) < 0) {
 		status = refuse(fd, &err);
 		goto out;
 	}
-	vm_hold_devices(vm, true);
+	vm_start_paused(vm);
+	if (vm_start_harts(vm, &err) < 0) {
+		status = refuse(fd, &err);
+		goto out;
+	}
 
 	/* Pages may come several times (re-sent after being dirtied): a
 	 * page sent as zero after data must be zeroed, so RAM is not "fresh". */
@@ -138,14 +146,26 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		status = refuse(fd, &err);
 		goto out;
 	}
-	/* The listening socket stays until GO: a post-copy takes its preempt
-	 * connection on it. */
 	/* RUNNING will tell the source it may go: what the guest had
 	 * flushed there must be on stable storage here by then. */
 	if (mig_channels_join(&in.channels, &err) < 0 || vmstate_check_ramhash(&l, &err) < 0 ||
 	    disk_targets_flush(&disks, vm, &err) < 0) {
 		status = refuse(fd, &err);
 		goto out;
+	}
+	/* Post-copy is set up now (the owed pages' map came last), so that
+	 * GO only has to let it go; the listening socket is its, for the
+	 * source's preempt connection. */
+	if (l.owed) {
+		uint64_t *owed = l.owed;
+		l.owed = NULL;
+		int rc = postcopy_dst_prepare(&pc, vm, lfd, owed, l.owed_pages, &addr, &err);
+		lfd = -1;
+		if (rc < 0) {
+			error_wrap(&err, "post-copy cannot start");
+			status = refuse(fd, &err);
+			goto out;
+		}
 	}
 	log_debug("incoming migration: all loaded");
 	if (mig_send_frame(fd, MIG_FRAME_READY, NULL, &err) < 0) {
@@ -166,7 +186,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	}
 	log_debug("incoming migration: GO");
 	bool postcopy = !strncmp(text, MIG_GO_POSTCOPY " ", strlen(MIG_GO_POSTCOPY) + 1);
-	if (postcopy != (l.owed != NULL)) {
+	if (postcopy != (pc != NULL)) {
 		error_set(&err, EPROTO, postcopy ? "the source switched to post-copy without saying "
 			  "which pages follow" : "the source announced post-copy pages but sent GO "
 			  "without them");
@@ -180,65 +200,56 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		log_error("incoming migration: %s; the guest does not run here", err.msg);
 		goto out;
 	}
+	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
+	vm_set_guest_time(vm, l.guest_time);
 	if (postcopy) {
-		vm_set_guest_time(vm, l.guest_time);
-		struct postcopy_dst *pc = NULL;
-		uint64_t *owed = l.owed;
-		l.owed = NULL;
-		mig_reader_free(&r);
-		rc = postcopy_dst_start(&pc, vm, fd, lfd, owed, l.owed_pages,
-					text + strlen(MIG_GO_POSTCOPY) + 1, &addr, &err);
-		fd = -1;    /* post-copy's now, and so is lfd */
-		lfd = -1;
+		rc = postcopy_dst_go(pc, fd, text + strlen(MIG_GO_POSTCOPY) + 1, &err);
+		fd = -1;    /* post-copy's now */
 		if (rc < 0) {
 			log_error("incoming migration: post-copy cannot start: %s", err.msg);
-			postcopy_dst_destroy(pc);
-			vm_destroy(vm);
-			return VM_EXIT_ERROR;
+			goto out;
 		}
 		/* Only now: a device's first look at its rings faults, and the
 		 * pages come from the source instead of the stale copies. */
-		vm_hold_devices(vm, false);
-		vm_announce(vm);
+		if (vm_resume(vm, &err) < 0)
+			log_error("incoming migration: %s", err.msg);
+	} else {
+		if (lfd >= 0)
+			close(lfd);
+		lfd = -1;
+		/* The source counts its downtime until RUNNING, the guest until
+		 * its harts run: both right after GO. */
+		if (!paused && vm_resume(vm, &err) < 0)
+			log_error("incoming migration: %s", err.msg);
+		if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
+			log_warn("the source may not learn that the guest runs here: %s", err.msg);
+		log_debug("incoming migration: RUNNING sent");
+		close(fd);
+		fd = -1;
+	}
+	vm_announce(vm);
+	mig_reader_free(&r);
+	disk_targets_free(&disks);
+	if (postcopy)
 		log_info("incoming migration switched to post-copy after %lld ms (%llu pages with "
 			 "data, %llu zero before the switch)",
 			 (long long)(monotonic_ns() - t_start) / 1000000,
 			 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero);
-		vmstate_loader_free(&l);
-		disk_targets_free(&disks);
-		status = vm_run(vm);
-		postcopy_dst_destroy(pc);
-		vm_destroy(vm);
-		return status;
-	}
-	close(lfd);
-	lfd = -1;
-	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
-	if (paused)
-		vm_start_paused(vm);
 	else
-		vm_hold_devices(vm, false);
-	vm_set_guest_time(vm, l.guest_time);
-	mig_reader_free(&r);
-	disk_targets_free(&disks);
-	/* The source counts its downtime until RUNNING: nothing slow between
-	 * it and the harts' start. */
-	if (mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, &err) < 0)
-		log_warn("the source may not learn that the guest runs here: %s", err.msg);
-	log_debug("incoming migration: RUNNING sent");
-	vm_announce(vm);
-	close(fd);
-	fd = -1;
-	log_info("incoming migration complete in %lld ms (%llu pages with data, %llu zero); "
-		 "the guest %s", (long long)(monotonic_ns() - t_start) / 1000000,
-		 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero,
-		 paused ? "is here, paused as it was on the source" : "runs here");
+		log_info("incoming migration complete in %lld ms (%llu pages with data, %llu "
+			 "zero); the guest %s", (long long)(monotonic_ns() - t_start) / 1000000,
+			 (unsigned long long)l.ram.pages_data, (unsigned long long)l.ram.pages_zero,
+			 paused ? "is here, paused as it was on the source" : "runs here");
+	vmstate_loader_free(&l);
 	status = vm_run(vm);
+	postcopy_dst_destroy(pc);
 	vm_destroy(vm);
 	return status;
 
 out:
 	mig_channels_stop(&in.channels);
+	/* Its threads first: they wait for GO, and may hold the connection. */
+	postcopy_dst_destroy(pc);
 	if (lfd >= 0)
 		close(lfd);
 	vmstate_loader_free(&l);

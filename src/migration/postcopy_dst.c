@@ -51,6 +51,8 @@ struct postcopy_dst {
 	uint64_t *requested;            /* fault thread only */
 
 	pthread_mutex_t lock;           /* below */
+	pthread_cond_t go_cond;         /* went or stopping became true */
+	bool went;                      /* GO came: the guest may run here */
 	int fd;                         /* -1 while the link is down */
 	bool stopping;
 	uint64_t pages_requested, pages_background, pages_preempt, zero_faults;
@@ -358,9 +360,23 @@ static void request_again(struct postcopy_dst *p)
 		send_requests(p, batch, count);
 }
 
+/* The threads start before GO, where starting them costs no downtime,
+ * and wait here for it; false when post-copy ends before it came. */
+static bool wait_for_go(struct postcopy_dst *p)
+{
+	pthread_mutex_lock(&p->lock);
+	while (!p->went && !p->stopping)
+		pthread_cond_wait(&p->go_cond, &p->lock);
+	bool go = p->went && !p->stopping;
+	pthread_mutex_unlock(&p->lock);
+	return go;
+}
+
 static void *receive_main(void *arg)
 {
 	struct postcopy_dst *p = arg;
+	if (!wait_for_go(p))
+		return NULL;
 	pthread_mutex_lock(&p->lock);
 	int fd = p->fd;
 	pthread_mutex_unlock(&p->lock);
@@ -411,7 +427,12 @@ static void *preempt_main(void *arg)
 {
 	struct postcopy_dst *p = arg;
 	struct error err = { 0 };
-	int fd = mig_accept(p->preempt_lfd, PREEMPT_ACCEPT_MS, STALL_TIMEOUT_MS, &err);
+	/* The source connects after GO: the wait for it starts then. */
+	int fd = -1;
+	if (wait_for_go(p))
+		fd = mig_accept(p->preempt_lfd, PREEMPT_ACCEPT_MS, STALL_TIMEOUT_MS, &err);
+	else
+		error_set(&err, ECANCELED, "post-copy ended before GO");
 	close(p->preempt_lfd);
 	p->preempt_lfd = -1;
 	int rc = -1;
@@ -500,9 +521,9 @@ static int register_ram(struct postcopy_dst *p, struct error *err)
 	return 0;
 }
 
-int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, int listen_fd,
-		       uint64_t *owed_map, uint64_t owed_pages, const char *session,
-		       const struct mig_address *addr, struct error *err)
+int postcopy_dst_prepare(struct postcopy_dst **out, struct vm *vm, int listen_fd,
+			 uint64_t *owed_map, uint64_t owed_pages, const struct mig_address *addr,
+			 struct error *err)
 {
 	struct postcopy_dst *p = calloc(1, sizeof(*p));
 	if (!p) {
@@ -520,10 +541,9 @@ int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, int lis
 	p->words = vm->ram.dirty_words;
 	p->owed_left = owed_pages;
 	p->addr = *addr;
-	snprintf(p->session, sizeof(p->session), "%s", session);
-	p->fd = fd;
-	p->started_ns = monotonic_ns();
+	p->fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->go_cond, NULL);
 	*out = p;
 	p->requested = calloc(p->words, 8);
 	if (!p->requested)
@@ -533,9 +553,6 @@ int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, int lis
 	int rc = drop_owed(p, err);
 	if (!rc)
 		rc = register_ram(p, err);
-	if (rc)
-		return rc;
-	rc = mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, err);
 	if (rc)
 		return rc;
 	rc = pthread_create(&p->fault_thread, NULL, fault_main, p);
@@ -555,8 +572,27 @@ int postcopy_dst_start(struct postcopy_dst **out, struct vm *vm, int fd, int lis
 	if (rc)
 		return error_errno(err, rc, "starting the post-copy receive thread");
 	p->receive_started = true;
+	return 0;
+}
+
+int postcopy_dst_go(struct postcopy_dst *p, int fd, const char *session, struct error *err)
+{
+	pthread_mutex_lock(&p->lock);
+	p->fd = fd;
+	snprintf(p->session, sizeof(p->session), "%s", session);
+	pthread_mutex_unlock(&p->lock);
+	/* Nothing else writes to fd before went: no fault comes while the
+	 * harts and devices wait for the caller's resume. */
+	int rc = mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, err);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&p->lock);
+	p->went = true;
+	p->started_ns = monotonic_ns();
+	pthread_cond_broadcast(&p->go_cond);
+	pthread_mutex_unlock(&p->lock);
 	log_info("post-copy: the guest runs here; %" PRIu64 " pages (%" PRIu64 " MiB) follow "
-		 "from the source", owed_pages, (owed_pages << GUEST_PAGE_SHIFT) >> 20);
+		 "from the source", owed_left(p), (owed_left(p) << GUEST_PAGE_SHIFT) >> 20);
 	return 0;
 }
 
@@ -566,6 +602,7 @@ void postcopy_dst_destroy(struct postcopy_dst *p)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
+	pthread_cond_broadcast(&p->go_cond);
 	if (p->fd >= 0)
 		shutdown(p->fd, SHUT_RDWR);
 	if (p->preempt_fd >= 0)
@@ -588,6 +625,7 @@ void postcopy_dst_destroy(struct postcopy_dst *p)
 	for (int i = 0; i < 2; i++)
 		if (p->stop_pipe[i] >= 0)
 			close(p->stop_pipe[i]);
+	pthread_cond_destroy(&p->go_cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p->owed);
 	free(p->requested);
