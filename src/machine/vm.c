@@ -399,6 +399,14 @@ void vm_freeze(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+bool vm_is_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	bool paused = vm->state == VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	return paused;
+}
+
 void vm_start_paused(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -186,6 +186,8 @@ void vm_hold_devices(struct vm *vm, bool hold);
  * on, guest time stands still. For a post-copy destination that lost its
  * source; vm_resume undoes it. */
 void vm_freeze(struct vm *vm);
+/* Paused (by vm_pause, vm_freeze or vm_start_paused, not yet resumed). */
+bool vm_is_paused(struct vm *vm);
 /* Before vm_run: the VM starts paused (harts parked, devices quiet) and
  * waits for a resume; for a VM that was paused where it came from. */
 void vm_start_paused(struct vm *vm);

@@ -108,3 +108,41 @@ uint64_t guest_ram_collect_dirty(struct guest_ram *ram, uint64_t *out)
 	}
 	return count;
 }
+
+/* Bit pfn of map, and not of except (NULL: nothing excepted). */
+static bool drop_wanted(const uint64_t *map, const uint64_t *except, uint64_t pfn)
+{
+	uint64_t bit = 1ull << (pfn % 64);
+	return (map[pfn / 64] & bit) && !(except && (except[pfn / 64] & bit));
+}
+
+int guest_ram_drop(struct guest_ram *ram, const uint64_t *map, const uint64_t *except,
+		   uint64_t *dropped, struct error *err)
+{
+	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT, count = 0;
+	for (uint64_t pfn = 0; pfn < pages;) {
+		/* Whole words with nothing to drop go by at once. */
+		uint64_t word = map[pfn / 64] & ~(except ? except[pfn / 64] : 0);
+		if (pfn % 64 == 0 && !word) {
+			pfn += 64;
+			continue;
+		}
+		if (!drop_wanted(map, except, pfn)) {
+			pfn++;
+			continue;
+		}
+		uint64_t end = pfn + 1;
+		while (end < pages && drop_wanted(map, except, end))
+			end++;
+		if (madvise(ram->host + (pfn << GUEST_PAGE_SHIFT), (end - pfn) << GUEST_PAGE_SHIFT,
+			    MADV_DONTNEED) < 0)
+			return error_errno(err, errno, "dropping %llu pages of guest RAM at 0x%llx",
+					   (unsigned long long)(end - pfn),
+					   (unsigned long long)(ram->base + (pfn << GUEST_PAGE_SHIFT)));
+		count += end - pfn;
+		pfn = end;
+	}
+	if (dropped)
+		*dropped = count;
+	return 0;
+}

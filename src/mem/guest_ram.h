@@ -62,4 +62,11 @@ void guest_ram_clear_dirty(struct guest_ram *ram);
  * pages set in `out`. */
 uint64_t guest_ram_collect_dirty(struct guest_ram *ram, uint64_t *out);
 
+/* Drops the pages set in map (a page bitmap, ram->dirty_words words) and
+ * not in except (NULL: none), in runs, one madvise each: they read as
+ * zeros, or fault under userfaultfd, until written again. *dropped (if
+ * not NULL): how many. */
+int guest_ram_drop(struct guest_ram *ram, const uint64_t *map, const uint64_t *except,
+		   uint64_t *dropped, struct error *err);
+
 #endif

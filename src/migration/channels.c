@@ -128,10 +128,13 @@ int mig_channels_send(struct mig_channels *c, struct vm *vm, const uint64_t *bit
 
 int mig_channels_end(struct mig_channels *c, struct error *err)
 {
+	if (c->ended)
+		return 0;
 	for (unsigned i = 1; i < c->n; i++)
 		if (mig_write_end(c->w[i]) < 0)
 			return error_wrap(err, "channel %u: %s", i,
 					  (mig_writer_status(c->w[i], err), err->msg));
+	c->ended = true;
 	return 0;
 }
 

@@ -29,6 +29,7 @@ struct mig_channels {
 	struct mig_writer aux[MIG_MAX_CHANNELS];
 	struct ram_codec *codec[MIG_MAX_CHANNELS];
 	struct ram_codec aux_codec[MIG_MAX_CHANNELS];
+	bool ended;                     /* mig_channels_end done */
 };
 
 /* Announces n channels on the main writer and opens the n - 1 others,
@@ -40,7 +41,8 @@ int mig_channels_open(struct mig_channels *c, unsigned n, const struct mig_addre
  * populated page) at once; stats add up. */
 int mig_channels_send(struct mig_channels *c, struct vm *vm, const uint64_t *bitmap,
 		      struct ram_stats *stats, struct error *err);
-/* Ends the other channels' streams (before the main one's final state). */
+/* Ends the other channels' streams (before the main one's final state, or
+ * before a DISCARD); once, later calls do nothing. */
 int mig_channels_end(struct mig_channels *c, struct error *err);
 /* From any thread: makes every channel's writes fail (cancel, teardown). */
 void mig_channels_abort(struct mig_channels *c, int code, const char *why);

@@ -24,9 +24,12 @@
 
 struct incoming {
 	struct vm *vm;
-	int fd, listen_fd;
+	int fd;
+	int *listen_fd;                 /* the caller's: post-copy may take it */
+	const struct mig_address *addr;
 	struct mig_channels_in channels;
 	struct disk_targets *disks;
+	struct postcopy_dst *pc;
 };
 
 static int answer_sync(void *ctx, struct error *err)
@@ -40,10 +43,34 @@ static int answer_sync(void *ctx, struct error *err)
 	return mig_send_frame(in->fd, MIG_FRAME_SYNCED, NULL, err);
 }
 
+/* Post-copy's set-up, where it costs no downtime: from the DISCARD on
+ * no page comes before GO. The listening socket becomes its, for the
+ * source's preempt connection. */
+static int prepare_postcopy(struct incoming *in, struct error *err)
+{
+	if (in->pc)
+		return 0;
+	int rc = postcopy_dst_prepare(&in->pc, in->vm, *in->listen_fd, in->addr, err);
+	*in->listen_fd = -1;
+	if (rc < 0)
+		error_wrap(err, "post-copy cannot start");
+	return rc;
+}
+
+/* A DISCARD: every channel has sent its END before it (the source ends
+ * them first), so the join waits only for their last pages. */
+static int before_discard(void *ctx, struct error *err)
+{
+	struct incoming *in = ctx;
+	int rc = mig_channels_join(&in->channels, err);
+	return rc ? rc : prepare_postcopy(in, err);
+}
+
 static int take_channels(void *ctx, const struct mig_section *s, struct error *err)
 {
 	struct incoming *in = ctx;
-	return mig_channels_accept(&in->channels, in->vm, in->listen_fd, s, STALL_TIMEOUT_MS, err);
+	return mig_channels_accept(&in->channels, in->vm, *in->listen_fd, s, STALL_TIMEOUT_MS,
+				   err);
 }
 
 /* Tells the source why (if it still listens), logs, and gives up. */
@@ -81,10 +108,9 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 
 	struct mig_reader r;
 	struct vmstate_loader l = { 0 };
-	struct incoming in = { .fd = -1, .listen_fd = -1, .channels = { .n = 1 } };
+	struct incoming in = { .fd = -1, .listen_fd = &lfd, .addr = &addr, .channels = { .n = 1 } };
 	struct vm *vm = NULL;
 	struct disk_targets disks = { 0 };
-	struct postcopy_dst *pc = NULL;
 	int status = VM_EXIT_ERROR;
 	if (mig_reader_init(&r, fd, "the incoming migration", &err) < 0) {
 		close(fd);
@@ -134,9 +160,9 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	l.live = true;
 	in.vm = vm;
 	in.fd = fd;
-	in.listen_fd = lfd;
 	l.on_sync = answer_sync;
 	l.on_channels = take_channels;
+	l.on_discard = before_discard;
 	l.sync_ctx = &in;
 	l.disks = disks.n ? &disks : NULL;
 	in.disks = l.disks;
@@ -153,16 +179,21 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		status = refuse(fd, &err);
 		goto out;
 	}
-	/* Post-copy is set up now (the owed pages' map came last), so that
-	 * GO only has to let it go; the listening socket is its, for the
-	 * source's preempt connection. */
-	if (l.owed) {
+	/* Dropped pages must come by post-copy, or they would read as zeros. */
+	if (l.discarded && !l.owed) {
+		error_set(&err, EPROTO, "the source had pages dropped for post-copy, then sent no "
+			  "POSTCOPY map");
+		status = refuse(fd, &err);
+		goto out;
+	}
+	/* The owed pages' map came last: GO then only has to let post-copy
+	 * go (set up at the DISCARD before the pause, or now). */
+	bool owes = l.owed != NULL;
+	if (owes) {
 		uint64_t *owed = l.owed;
 		l.owed = NULL;
-		int rc = postcopy_dst_prepare(&pc, vm, lfd, owed, l.owed_pages, &addr, &err);
-		lfd = -1;
-		if (rc < 0) {
-			error_wrap(&err, "post-copy cannot start");
+		if (prepare_postcopy(&in, &err) < 0 ||
+		    postcopy_dst_owe(in.pc, owed, l.owed_pages, l.discarded, &err) < 0) {
 			status = refuse(fd, &err);
 			goto out;
 		}
@@ -186,7 +217,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	}
 	log_debug("incoming migration: GO");
 	bool postcopy = !strncmp(text, MIG_GO_POSTCOPY " ", strlen(MIG_GO_POSTCOPY) + 1);
-	if (postcopy != (pc != NULL)) {
+	if (postcopy != owes) {
 		error_set(&err, EPROTO, postcopy ? "the source switched to post-copy without saying "
 			  "which pages follow" : "the source announced post-copy pages but sent GO "
 			  "without them");
@@ -203,7 +234,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 	bool paused = strcmp(text, MIG_GO_PAUSED) == 0;
 	vm_set_guest_time(vm, l.guest_time);
 	if (postcopy) {
-		rc = postcopy_dst_go(pc, fd, text + strlen(MIG_GO_POSTCOPY) + 1, &err);
+		rc = postcopy_dst_go(in.pc, fd, text + strlen(MIG_GO_POSTCOPY) + 1, &err);
 		fd = -1;    /* post-copy's now */
 		if (rc < 0) {
 			log_error("incoming migration: post-copy cannot start: %s", err.msg);
@@ -213,6 +244,7 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 		 * pages come from the source instead of the stale copies. */
 		if (vm_resume(vm, &err) < 0)
 			log_error("incoming migration: %s", err.msg);
+		postcopy_dst_receive(in.pc);
 	} else {
 		if (lfd >= 0)
 			close(lfd);
@@ -242,14 +274,14 @@ int migration_incoming(struct vm_config *cfg, bool memory_given, bool cpus_given
 			 paused ? "is here, paused as it was on the source" : "runs here");
 	vmstate_loader_free(&l);
 	status = vm_run(vm);
-	postcopy_dst_destroy(pc);
+	postcopy_dst_destroy(in.pc);
 	vm_destroy(vm);
 	return status;
 
 out:
 	mig_channels_stop(&in.channels);
 	/* Its threads first: they wait for GO, and may hold the connection. */
-	postcopy_dst_destroy(pc);
+	postcopy_dst_destroy(in.pc);
 	if (lfd >= 0)
 		close(lfd);
 	vmstate_loader_free(&l);

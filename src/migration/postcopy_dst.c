@@ -61,7 +61,9 @@ struct postcopy_dst {
 
 static bool owed(struct postcopy_dst *p, uint64_t pfn)
 {
-	return (__atomic_load_n(&p->owed[pfn / 64], __ATOMIC_ACQUIRE) >> (pfn % 64)) & 1;
+	/* Set before READY; no fault comes before GO, nor a page. */
+	const uint64_t *map = __atomic_load_n(&p->owed, __ATOMIC_ACQUIRE);
+	return map && (__atomic_load_n(&map[pfn / 64], __ATOMIC_ACQUIRE) >> (pfn % 64)) & 1;
 }
 
 /* ---- faults ----------------------------------------------------------------- */
@@ -480,25 +482,20 @@ out:
 
 /* ---- set-up and teardown -------------------------------------------------------- */
 
-/* Stale copies of the owed pages go, so that the first touch of each faults. */
-static int drop_owed(struct postcopy_dst *p, struct error *err)
+/* Stale copies of the owed pages go, so that the first touch of each
+ * faults; those a DISCARD dropped before the pause are gone already. */
+static int drop_owed(struct postcopy_dst *p, const uint64_t *dropped, struct error *err)
 {
-	struct guest_ram *ram = &p->vm->ram;
-	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT;
-	for (uint64_t pfn = 0; pfn < pages;) {
-		if (!owed(p, pfn)) {
-			pfn++;
-			continue;
-		}
-		uint64_t end = pfn;
-		while (end < pages && owed(p, end))
-			end++;
-		if (madvise(ram->host + (pfn << GUEST_PAGE_SHIFT), (end - pfn) << GUEST_PAGE_SHIFT,
-			    MADV_DONTNEED) < 0)
-			return error_errno(err, errno, "dropping the stale copies of post-copy pages");
-		pfn = end;
-	}
-	return 0;
+	int64_t t0 = monotonic_ns();
+	uint64_t n = 0;
+	int rc = guest_ram_drop(&p->vm->ram, p->owed, dropped, &n, err);
+	if (!rc)
+		log_debug("post-copy: dropped %llu stale pages in %.1f ms (%llu owed)",
+			  (unsigned long long)n, (monotonic_ns() - t0) / 1e6,
+			  (unsigned long long)p->owed_left);
+	if (rc)
+		error_wrap(err, "dropping the stale copies of post-copy pages");
+	return rc;
 }
 
 static int register_ram(struct postcopy_dst *p, struct error *err)
@@ -522,12 +519,10 @@ static int register_ram(struct postcopy_dst *p, struct error *err)
 }
 
 int postcopy_dst_prepare(struct postcopy_dst **out, struct vm *vm, int listen_fd,
-			 uint64_t *owed_map, uint64_t owed_pages, const struct mig_address *addr,
-			 struct error *err)
+			 const struct mig_address *addr, struct error *err)
 {
 	struct postcopy_dst *p = calloc(1, sizeof(*p));
 	if (!p) {
-		free(owed_map);
 		if (listen_fd >= 0)
 			close(listen_fd);
 		return error_set(err, ENOMEM, "no memory for post-copy");
@@ -537,9 +532,7 @@ int postcopy_dst_prepare(struct postcopy_dst **out, struct vm *vm, int listen_fd
 	p->vm = vm;
 	p->uffd = -1;
 	p->stop_pipe[0] = p->stop_pipe[1] = -1;
-	p->owed = owed_map;
 	p->words = vm->ram.dirty_words;
-	p->owed_left = owed_pages;
 	p->addr = *addr;
 	p->fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
@@ -550,9 +543,7 @@ int postcopy_dst_prepare(struct postcopy_dst **out, struct vm *vm, int listen_fd
 		return error_set(err, ENOMEM, "no memory for post-copy");
 	if (pipe2(p->stop_pipe, O_CLOEXEC) < 0)
 		return error_errno(err, errno, "pipe for the post-copy fault thread");
-	int rc = drop_owed(p, err);
-	if (!rc)
-		rc = register_ram(p, err);
+	int rc = register_ram(p, err);
 	if (rc)
 		return rc;
 	rc = pthread_create(&p->fault_thread, NULL, fault_main, p);
@@ -575,25 +566,39 @@ int postcopy_dst_prepare(struct postcopy_dst **out, struct vm *vm, int listen_fd
 	return 0;
 }
 
+int postcopy_dst_owe(struct postcopy_dst *p, uint64_t *owed_map, uint64_t owed_pages,
+		     const uint64_t *dropped, struct error *err)
+{
+	if (p->owed) {
+		free(owed_map);
+		return error_set(err, EPROTO, "a second map of the pages post-copy owes");
+	}
+	p->owed_left = owed_pages;
+	__atomic_store_n(&p->owed, owed_map, __ATOMIC_RELEASE);
+	return drop_owed(p, dropped, err);
+}
+
 int postcopy_dst_go(struct postcopy_dst *p, int fd, const char *session, struct error *err)
 {
+	/* Under the lock: a request for a page (once the caller resumed the
+	 * guest) goes after RUNNING. */
 	pthread_mutex_lock(&p->lock);
 	p->fd = fd;
 	snprintf(p->session, sizeof(p->session), "%s", session);
-	pthread_mutex_unlock(&p->lock);
-	/* Nothing else writes to fd before went: no fault comes while the
-	 * harts and devices wait for the caller's resume. */
 	int rc = mig_send_frame(fd, MIG_FRAME_RUNNING, NULL, err);
-	if (rc)
-		return rc;
+	p->started_ns = monotonic_ns();
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+void postcopy_dst_receive(struct postcopy_dst *p)
+{
 	pthread_mutex_lock(&p->lock);
 	p->went = true;
-	p->started_ns = monotonic_ns();
 	pthread_cond_broadcast(&p->go_cond);
 	pthread_mutex_unlock(&p->lock);
 	log_info("post-copy: the guest runs here; %" PRIu64 " pages (%" PRIu64 " MiB) follow "
 		 "from the source", owed_left(p), (owed_left(p) << GUEST_PAGE_SHIFT) >> 20);
-	return 0;
 }
 
 void postcopy_dst_destroy(struct postcopy_dst *p)

@@ -36,6 +36,7 @@ const char *mig_section_name(uint32_t type)
 	case MIG_SEC_CHANNELS: return "CHANNELS";
 	case MIG_SEC_CHANNEL: return "CHANNEL";
 	case MIG_SEC_DISK: return "DISK";
+	case MIG_SEC_DISCARD: return "DISCARD";
 	case MIG_SEC_END: return "END";
 	}
 	return "unknown";
@@ -444,7 +445,7 @@ int mig_read_header(struct mig_reader *r, struct error *err)
 
 static bool known_type(uint32_t type)
 {
-	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_DISK || type == MIG_SEC_END);
+	return type >= MIG_SEC_CONFIG && (type <= MIG_SEC_DISCARD || type == MIG_SEC_END);
 }
 
 /* A compressed section's content replaces its payload (the checksum was

@@ -33,6 +33,7 @@ enum mig_section_type {
 	MIG_SEC_CHANNELS = 9,   /* live migration: more connections carry RAM */
 	MIG_SEC_CHANNEL = 10,   /* first section on such a connection: which one */
 	MIG_SEC_DISK = 11,      /* live migration: blocks of a disk being copied */
+	MIG_SEC_DISCARD = 12,   /* live migration: stale pages to drop before post-copy */
 	MIG_SEC_END = 0xffff,
 };
 

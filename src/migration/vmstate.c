@@ -27,6 +27,7 @@
 #define RAM_VERSION 1
 #define MACHINE_VERSION 1
 #define POSTCOPY_VERSION 1
+#define DISCARD_VERSION 1
 #define RAMHASH_VERSION 1
 #define HART_VERSION 1
 #define DEVICE_VERSION 1
@@ -421,21 +422,37 @@ static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
 void vmstate_loader_free(struct vmstate_loader *l)
 {
 	free(l->owed);
+	free(l->discarded);
 	l->owed = NULL;
+	l->discarded = NULL;
+}
+
+/* A page map as POSTCOPY and DISCARD carry it: ram->dirty_words
+ * little-endian u64 words, bit n of word i for page 64 i + n. */
+static int save_page_map(struct vm *vm, struct mig_writer *w, uint32_t type, uint32_t version,
+			 const uint64_t *map, struct error *err)
+{
+	size_t words = vm->ram.dirty_words;
+	uint8_t *buf = malloc(words * 8);
+	if (!buf)
+		return error_set(err, ENOMEM, "no memory for the %s section", mig_section_name(type));
+	for (size_t i = 0; i < words; i++)
+		put_le64(buf + 8 * i, map[i]);
+	int rc = mig_write_section(w, type, 0, version, buf, words * 8);
+	free(buf);
+	return rc ? mig_writer_status(w, err) : 0;
 }
 
 int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *owed,
 			  struct error *err)
 {
-	size_t words = vm->ram.dirty_words;
-	uint8_t *buf = malloc(words * 8);
-	if (!buf)
-		return error_set(err, ENOMEM, "no memory for the POSTCOPY section");
-	for (size_t i = 0; i < words; i++)
-		put_le64(buf + 8 * i, owed[i]);
-	int rc = mig_write_section(w, MIG_SEC_POSTCOPY, 0, POSTCOPY_VERSION, buf, words * 8);
-	free(buf);
-	return rc ? mig_writer_status(w, err) : 0;
+	return save_page_map(vm, w, MIG_SEC_POSTCOPY, POSTCOPY_VERSION, owed, err);
+}
+
+int vmstate_save_discard(struct vm *vm, struct mig_writer *w, const uint64_t *stale,
+			 struct error *err)
+{
+	return save_page_map(vm, w, MIG_SEC_DISCARD, DISCARD_VERSION, stale, err);
 }
 
 uint64_t vmstate_ram_digest(struct vm *vm)
@@ -492,35 +509,73 @@ static int load_ramhash(struct vmstate_loader *l, const struct mig_section *s,
 	return 0;
 }
 
-static int load_postcopy(struct vmstate_loader *l, const struct mig_section *s,
-			 struct error *err)
+/* A POSTCOPY or DISCARD section's page map, checked, into a new
+ * bitmap (*out, malloc'd) with *count pages set. */
+static int read_page_map(struct vmstate_loader *l, const struct mig_section *s, uint32_t version,
+			 uint64_t **out, uint64_t *count, struct error *err)
 {
 	struct guest_ram *ram = &l->vm->ram;
+	const char *name = mig_section_name(s->type);
 	if (!l->live)
-		return error_set(err, EPROTO, "a POSTCOPY section belongs to a live migration only");
-	if (s->version != POSTCOPY_VERSION || s->instance != 0)
-		return error_set(err, EPROTO, "POSTCOPY section version %u, instance %u: this tern "
-				 "reads version %u, instance 0", s->version, s->instance,
-				 POSTCOPY_VERSION);
-	if (l->owed)
-		return error_set(err, EPROTO, "a second POSTCOPY section");
+		return error_set(err, EPROTO, "a %s section belongs to a live migration only", name);
+	if (s->version != version || s->instance != 0)
+		return error_set(err, EPROTO, "%s section version %u, instance %u: this tern "
+				 "reads version %u, instance 0", name, s->version, s->instance,
+				 version);
 	if (s->length != ram->dirty_words * 8)
-		return error_set(err, EPROTO, "POSTCOPY section of %llu bytes; %zu expected for "
-				 "%llu MiB of RAM", (unsigned long long)s->length,
+		return error_set(err, EPROTO, "%s section of %llu bytes; %zu expected for "
+				 "%llu MiB of RAM", name, (unsigned long long)s->length,
 				 ram->dirty_words * 8, (unsigned long long)(ram->size >> 20));
-	l->owed = calloc(ram->dirty_words, 8);
-	if (!l->owed)
-		return error_set(err, ENOMEM, "no memory for the post-copy page map");
-	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT, count = 0;
+	uint64_t *map = calloc(ram->dirty_words, 8);
+	if (!map)
+		return error_set(err, ENOMEM, "no memory for the page map of a %s section", name);
+	uint64_t pages = ram->size >> GUEST_PAGE_SHIFT, n = 0;
 	for (size_t i = 0; i < ram->dirty_words; i++) {
 		uint64_t word = get_le64(s->payload + 8 * i);
 		/* Bits past the last page would name pages that do not exist. */
 		if (i == ram->dirty_words - 1 && pages % 64)
 			word &= (1ull << (pages % 64)) - 1;
-		l->owed[i] = word;
-		count += (uint64_t)__builtin_popcountll(word);
+		map[i] = word;
+		n += (uint64_t)__builtin_popcountll(word);
 	}
-	l->owed_pages = count;
+	*out = map;
+	*count = n;
+	return 0;
+}
+
+static int load_postcopy(struct vmstate_loader *l, const struct mig_section *s,
+			 struct error *err)
+{
+	if (l->owed)
+		return error_set(err, EPROTO, "a second POSTCOPY section");
+	return read_page_map(l, s, POSTCOPY_VERSION, &l->owed, &l->owed_pages, err);
+}
+
+static int load_discard(struct vmstate_loader *l, const struct mig_section *s,
+			struct error *err)
+{
+	if (l->discarded)
+		return error_set(err, EPROTO, "a second DISCARD section");
+	uint64_t *map, count;
+	int rc = read_page_map(l, s, DISCARD_VERSION, &map, &count, err);
+	if (rc)
+		return rc;
+	/* Every page sent before the DISCARD must be in place first, or one
+	 * arriving late on another connection would undo the drop. */
+	if (l->on_discard && (rc = l->on_discard(l->sync_ctx, err)) < 0) {
+		free(map);
+		return rc;
+	}
+	int64_t t0 = monotonic_ns();
+	uint64_t dropped = 0;
+	rc = guest_ram_drop(&l->vm->ram, map, NULL, &dropped, err);
+	if (rc) {
+		free(map);
+		return rc;
+	}
+	log_info("post-copy ahead: dropped %llu stale pages in %.1f ms, before the pause",
+		 (unsigned long long)dropped, (monotonic_ns() - t0) / 1e6);
+	l->discarded = map;
 	return 0;
 }
 
@@ -708,6 +763,10 @@ static int check_ram_records(struct guest_ram *ram, const struct mig_section *s,
 static int load_ram(struct vmstate_loader *l, const struct mig_section *s, struct error *err)
 {
 	struct guest_ram *ram = &l->vm->ram;
+	/* What was dropped must stay so: post-copy brings it (its map says
+	 * which pages it still has to drop, not which came again since). */
+	if (l->discarded)
+		return error_set(err, EPROTO, "a RAM section after DISCARD");
 	/* Check every record before applying any. */
 	int rc = check_ram_records(ram, s, l->live, err);
 	if (rc)
@@ -941,6 +1000,8 @@ int vmstate_load_section(struct vmstate_loader *l, const struct mig_section *s,
 		return load_device(l, s, err);
 	case MIG_SEC_POSTCOPY:
 		return load_postcopy(l, s, err);
+	case MIG_SEC_DISCARD:
+		return load_discard(l, s, err);
 	case MIG_SEC_RAMHASH:
 		return load_ramhash(l, s, err);
 	case MIG_SEC_CHANNELS:

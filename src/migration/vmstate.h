@@ -72,6 +72,12 @@ int vmstate_save_pages(struct vm *vm, struct mig_writer *w, const uint64_t *pfns
  * must not take from what it has, because they come after GO. */
 int vmstate_save_postcopy(struct vm *vm, struct mig_writer *w, const uint64_t *owed,
 			  struct error *err);
+/* The DISCARD section, before a switch to post-copy: the destination's
+ * copies of these pages (bits set in `stale`) are out of date; it drops
+ * them now, while the guest still runs here, rather than in the pause.
+ * After it no RAM section follows: those pages come by post-copy. */
+int vmstate_save_discard(struct vm *vm, struct mig_writer *w, const uint64_t *stale,
+			 struct error *err);
 /* Checks every page record of a RAM section against the VM's RAM (deltas
  * refused: post-copy sends whole pages), then calls `apply` for each: the
  * page's guest-physical address, and its 4 KiB or NULL for a zero page.
@@ -100,10 +106,14 @@ struct vmstate_loader {
 	uint64_t guest_time;       /* from MACHINE */
 	bool live;                 /* a live migration: deltas, post-copy allowed */
 	uint64_t *owed;            /* from POSTCOPY: pages that come after GO (malloc'd) */
+	uint64_t *discarded;       /* from DISCARD: pages dropped already (malloc'd) */
 	bool has_ramhash;          /* RAMHASH came: check RAM at the end of the load */
 	/* Called at a SYNC section (live migration: answers SYNCED). */
 	int (*on_sync)(void *ctx, struct error *err);
 	void *sync_ctx;
+	/* Called at a DISCARD section, before the drop (live migration:
+	 * every connection's pages must be in place). */
+	int (*on_discard)(void *ctx, struct error *err);
 	/* Called at a CHANNELS section (live migration: accept the others). */
 	int (*on_channels)(void *ctx, const struct mig_section *s, struct error *err);
 	uint64_t ramhash;

@@ -407,7 +407,7 @@ static void test_frame_bad_section_header(void **state)
 	struct error err = { 0 };
 	struct bytes b = { 0 };
 
-	static const uint32_t bad_types[] = { 0, 12, 13, 0xfffe, 0x10000, 0xffffffff };
+	static const uint32_t bad_types[] = { 0, 13, 14, 0xfffe, 0x10000, 0xffffffff };
 	for (unsigned i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++) {
 		raw_header(&b, MIG_MAGIC, 1, 0);
 		raw_section(&b, MIG_SEC_CONFIG, 0, 1, 0, "x", 1);
